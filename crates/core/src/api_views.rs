@@ -1,0 +1,227 @@
+//! Read models and use cases of the automation API (`/api/v1`): learners
+//! with their enrolments and progress, enrolment status, keyset pages.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use coursegate_store::{
+    models::{Course, Enrolment, Learner, Lesson},
+    repo, Tx,
+};
+
+use crate::{
+    enrolments::{self, Grant, Granted, ProgressSummary, Source},
+    ids, learners,
+    types::{parse_name, Email},
+    CoreError,
+};
+
+/// An enrolment as the API shows it.
+#[derive(Debug, Clone)]
+pub struct EnrolmentView {
+    pub enrolment: Enrolment,
+    pub course_slug: String,
+    /// active | scheduled | expired | revoked
+    pub status: &'static str,
+    pub progress: ProgressSummary,
+}
+
+/// The state of an enrolment at `now` (the course being unpublished does not
+/// change it: that is the course's state).
+pub fn status_of(e: &Enrolment, now: DateTime<Utc>) -> &'static str {
+    let n = now.naive_utc();
+    if e.revoked_at.is_some() {
+        "revoked"
+    } else if e.starts_at.is_some_and(|s| n < s) {
+        "scheduled"
+    } else if e.expires_at.is_some_and(|x| n >= x) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn progress(lessons: &[Lesson], done: &HashSet<String>, completed: bool) -> ProgressSummary {
+    let required: Vec<&Lesson> = lessons.iter().filter(|l| l.required).collect();
+    let completed_required = required.iter().filter(|l| done.contains(&l.id)).count();
+    let percent = if completed {
+        100
+    } else if required.is_empty() {
+        0
+    } else {
+        u32::try_from(completed_required * 100 / required.len()).unwrap_or(100)
+    };
+    ProgressSummary {
+        completed_required,
+        required: required.len(),
+        percent,
+        completed,
+    }
+}
+
+fn view(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    e: Enrolment,
+    c: &Course,
+) -> Result<EnrolmentView, CoreError> {
+    let lessons = repo::courses::lessons_of(tx, &c.id)?;
+    let done: HashSet<String> = repo::enrolments::progress_of(tx, &e.id)?
+        .into_iter()
+        .map(|p| p.lesson_id)
+        .collect();
+    Ok(EnrolmentView {
+        status: status_of(&e, now),
+        progress: progress(&lessons, &done, e.completed_at.is_some()),
+        course_slug: c.slug.clone(),
+        enrolment: e,
+    })
+}
+
+pub fn enrolment(tx: &mut Tx, now: DateTime<Utc>, id: &str) -> Result<EnrolmentView, CoreError> {
+    if !ids::is_uuid(id) {
+        return Err(CoreError::NotFound("enrolment"));
+    }
+    let e = repo::enrolments::get(tx, id)?.ok_or(CoreError::NotFound("enrolment"))?;
+    let c = repo::courses::get(tx, &e.course_id)?.ok_or(CoreError::NotFound("course"))?;
+    view(tx, now, e, &c)
+}
+
+pub fn learner(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    id: &str,
+) -> Result<(Learner, Vec<EnrolmentView>), CoreError> {
+    if !ids::is_uuid(id) {
+        return Err(CoreError::NotFound("learner"));
+    }
+    let l = learners::get(tx, id)?;
+    let mut out = Vec::new();
+    for (e, c) in repo::enrolments::of_learner(tx, &l.id)? {
+        out.push(view(tx, now, e, &c)?);
+    }
+    Ok((l, out))
+}
+
+/// One page of learners in creation order; the cursor is the last id seen.
+pub fn learners_page(
+    tx: &mut Tx,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<Learner>, Option<String>), CoreError> {
+    if let Some(a) = after {
+        if !ids::is_uuid(a) {
+            return Err(CoreError::invalid(
+                "cursor",
+                "is not a cursor from a previous page",
+            ));
+        }
+    }
+    let limit = limit.clamp(1, 200);
+    let mut rows = repo::learners::page_after(tx, after, limit + 1)?;
+    let next = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows.last().map(|l| l.id.clone())
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+pub fn course(tx: &mut Tx, slug: &str) -> Result<(Course, Vec<Lesson>), CoreError> {
+    let c = repo::courses::get_by_slug(tx, slug)?.ok_or(CoreError::NotFound("course"))?;
+    let lessons = repo::courses::lessons_of(tx, &c.id)?;
+    Ok((c, lessons))
+}
+
+/// Input of `POST /api/v1/learners`.
+#[derive(Debug, Clone)]
+pub struct LearnerInput {
+    pub email: String,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+}
+
+fn parse_external_id(x: Option<&str>) -> Result<Option<String>, CoreError> {
+    match x.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.chars().count() > 200 || s.chars().any(char::is_control) => {
+            Err(CoreError::invalid(
+                "external_id",
+                "use up to 200 characters without control characters",
+            ))
+        }
+        Some(s) => Ok(Some(s.to_string())),
+    }
+}
+
+/// Creates or updates a learner by email (a given name replaces the stored one).
+pub fn upsert_learner(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    input: &LearnerInput,
+) -> Result<learners::Upserted, CoreError> {
+    let email = Email::parse(&input.email)?;
+    let name = parse_name("name", input.name.as_deref())?;
+    let external_id = parse_external_id(input.external_id.as_deref())?;
+    learners::upsert_by_email(
+        tx,
+        now,
+        &email,
+        name.as_deref(),
+        external_id.as_deref(),
+        true,
+    )
+}
+
+/// Input of `POST /api/v1/enrolments`.
+#[derive(Debug, Clone)]
+pub struct EnrolInput {
+    pub email: String,
+    pub course: String,
+    pub name: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reference: Option<String>,
+}
+
+/// Upserts the learner by email and grants the course (source `api`).
+pub fn enrol(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    input: &EnrolInput,
+) -> Result<(Granted, EnrolmentView), CoreError> {
+    let email = Email::parse(&input.email)?;
+    let name = parse_name("name", input.name.as_deref())?;
+    let reference = match input
+        .reference
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(r) if r.chars().count() > 200 || r.chars().any(char::is_control) => {
+            return Err(CoreError::invalid(
+                "reference",
+                "use up to 200 characters without control characters",
+            ))
+        }
+        other => other.map(str::to_string),
+    };
+    let course = repo::courses::get_by_slug(tx, input.course.trim())?
+        .ok_or(CoreError::NotFound("course"))?;
+    let learner = learners::upsert_by_email(tx, now, &email, name.as_deref(), None, false)?;
+    let granted = enrolments::grant(
+        tx,
+        now,
+        Grant {
+            learner_id: learner.learner.id,
+            course_id: course.id.clone(),
+            source: Source::Api,
+            source_ref: reference,
+            starts_at: input.starts_at,
+            expires_at: input.expires_at,
+        },
+    )?;
+    let v = view(tx, now, granted.enrolment.clone(), &course)?;
+    Ok((granted, v))
+}

@@ -1,0 +1,801 @@
+//! The LTI 1.3 door over HTTP: OIDC login initiation, the id_token launch,
+//! the tool's JWKS, and the continue / new-window handoff for frames that
+//! cannot keep cookies.
+//!
+//! Order of work per launch: read the login state (DB), fetch the platform's
+//! keys (network, outside any transaction), verify the token (lti crate),
+//! then complete the launch in one write transaction (core). Every login and
+//! launch, accepted or refused, leaves a flight record.
+
+use std::collections::HashMap;
+
+use actix_web::{
+    cookie::{Cookie, SameSite},
+    http::StatusCode,
+    web, HttpRequest, HttpResponse,
+};
+use coursegate_core::{
+    lti::{self as core_lti, FlightRecord, LaunchResult, LoginRequest, VerifiedLaunch},
+    CoreError,
+};
+use coursegate_lti::{
+    deep_linking::{response_jwt, ContentItem, LineItemSpec},
+    error::LtiError,
+    login::{auth_request_url, LoginInitiation},
+    token::{peek_unverified, verify_launch_traced, Expectations},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    app::AppState,
+    error::PageError,
+    extract::{client_info, LearnerSession, SESSION_COOKIE},
+    routes::{page, see_other},
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/lti/login", web::get().to(login_get))
+        .route("/lti/login", web::post().to(login_post))
+        .route("/lti/launch", web::post().to(launch))
+        .route("/lti/continue/{ticket}", web::get().to(continue_get))
+        .route("/lti/handoff/{ticket}", web::get().to(handoff_get))
+        .route("/lti/handoff/{ticket}", web::post().to(handoff_post))
+        .route("/lti/deep-link/{id}", web::get().to(deep_link_get))
+        .route("/lti/deep-link/{id}", web::post().to(deep_link_post))
+        .route("/lti/unmapped", web::get().to(unmapped))
+        .route("/.well-known/jwks.json", web::get().to(jwks));
+}
+
+/// A refused LTI step: a 4xx page naming the reason, with advice for the admin.
+fn lti_refusal(e: &LtiError, lms: Option<&str>) -> PageError {
+    let status = if matches!(e, LtiError::JwksFetchFailed { .. }) {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let status = if status.is_server_error() {
+        StatusCode::FAILED_DEPENDENCY
+    } else {
+        status
+    };
+    PageError::new(
+        status,
+        e.code(),
+        format!("{} {}", e.plain_words(), e.advice(lms)),
+    )
+}
+
+/// Plain words (and advice for the LMS admin) for the flight recorder.
+trait Explain {
+    fn explain(&self, lms: Option<&str>) -> String;
+}
+
+impl Explain for LtiError {
+    fn explain(&self, lms: Option<&str>) -> String {
+        format!("{} {}", self.plain_words(), self.advice(lms))
+    }
+}
+
+impl Explain for CoreError {
+    fn explain(&self, _lms: Option<&str>) -> String {
+        self.to_string()
+    }
+}
+
+fn state_cookie_name(state: &AppState, lti_state: &str) -> String {
+    let h = state.config.secret.hash("lti_cookie_name", lti_state);
+    format!("cg_lti_{}", &h[..16])
+}
+
+fn state_cookie_value(state: &AppState, lti_state: &str) -> String {
+    state.config.secret.hash("lti_cookie_value", lti_state)[..32].to_string()
+}
+
+/// Cookies the LMS frame must carry back: on https SameSite=None + Secure +
+/// Partitioned (CHIPS), so they work in third-party frames where the browser
+/// allows partitioned storage; on plain http (development) SameSite=Lax.
+fn frame_cookie(
+    state: &AppState,
+    name: String,
+    value: String,
+    path: &str,
+    max_age_secs: i64,
+) -> (&'static str, String) {
+    let mut c = Cookie::build(name, value)
+        .path(path.to_string())
+        .http_only(true)
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age_secs))
+        .finish();
+    if state.config.secure_cookies() {
+        c.set_secure(true);
+        c.set_same_site(SameSite::None);
+        // The cookie crate bundled with actix-web predates CHIPS: add the attribute by hand.
+        ("Set-Cookie", format!("{}; Partitioned", c.encoded()))
+    } else {
+        c.set_same_site(SameSite::Lax);
+        ("Set-Cookie", c.encoded().to_string())
+    }
+}
+
+async fn login_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, PageError> {
+    let params: HashMap<String, String> =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+    login(state, params).await
+}
+
+async fn login_post(
+    state: web::Data<AppState>,
+    form: web::Form<HashMap<String, String>>,
+) -> Result<HttpResponse, PageError> {
+    login(state, form.into_inner()).await
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    params: HashMap<String, String>,
+) -> Result<HttpResponse, PageError> {
+    let now = state.now();
+    let init = match LoginInitiation::from_params(&params) {
+        Ok(i) => i,
+        Err(e) => {
+            record(
+                &state,
+                FlightRecord {
+                    step: "login",
+                    issuer: params.get("iss").cloned(),
+                    client_id: params.get("client_id").cloned(),
+                    outcome: "rejected",
+                    reason: Some(e.code().to_string()),
+                    explanation: Some(e.explain(None)),
+                    checks: json!({ "params": params.keys().collect::<Vec<_>>() }),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return Err(lti_refusal(&e, None));
+        }
+    };
+    let launch_url = state.config.url("/lti/launch");
+    let base = state.config.url("/");
+    if !init.target_link_uri.starts_with(&base) {
+        let e = CoreError::refused(
+            "target_link_uri_invalid",
+            format!("The login's target_link_uri {} is not an address of this tool ({base}). Register {launch_url} as the launch URL.", init.target_link_uri),
+        );
+        record(
+            &state,
+            FlightRecord {
+                step: "login",
+                issuer: Some(init.iss.clone()),
+                client_id: init.client_id.clone(),
+                outcome: "rejected",
+                reason: Some("target_link_uri_invalid".into()),
+                checks: json!({}),
+                ..Default::default()
+            },
+        )
+        .await;
+        return Err(e.into());
+    }
+    let req = LoginRequest {
+        issuer: init.iss.clone(),
+        client_id: init.client_id.clone(),
+        deployment_hint: init.lti_deployment_id.clone(),
+        target_link_uri: init.target_link_uri.clone(),
+        storage_target: init.lti_storage_target.clone(),
+    };
+    let secret = state.config.secret.clone();
+    let (hint, storage) = (
+        init.lti_deployment_id.clone(),
+        init.lti_storage_target.is_some(),
+    );
+    // State, nonce and the flight record commit together: one write per login.
+    let started = state
+        .store
+        .write(move |tx| {
+            let started = core_lti::begin_login(tx, now, &secret, &req)?;
+            core_lti::record(
+                tx,
+                now,
+                FlightRecord {
+                    step: "login",
+                    platform_id: Some(started.platform.id.clone()),
+                    issuer: Some(started.platform.issuer.clone()),
+                    client_id: Some(started.platform.client_id.clone()),
+                    deployment_id: hint,
+                    outcome: "ok",
+                    lms: started.platform.lms.clone(),
+                    state_path: Some(if storage { "storage_offered" } else { "cookie" }.into()),
+                    checks: json!({ "storage_target": storage }),
+                    ..Default::default()
+                },
+            )?;
+            Ok::<_, CoreError>(started)
+        })
+        .await;
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            record(
+                &state,
+                FlightRecord {
+                    step: "login",
+                    issuer: Some(init.iss.clone()),
+                    client_id: init.client_id.clone(),
+                    deployment_id: init.lti_deployment_id.clone(),
+                    outcome: "rejected",
+                    reason: Some(e.code().to_string()),
+                    explanation: Some(e.explain(None)),
+                    checks: json!({}),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
+    let url = auth_request_url(
+        &started.platform.auth_url,
+        &started.platform.client_id,
+        &launch_url,
+        &init.login_hint,
+        init.lti_message_hint.as_deref(),
+        &started.state,
+        &started.nonce,
+    )
+    .map_err(|e| lti_refusal(&e, started.platform.lms.as_deref()))?;
+    let cookie = frame_cookie(
+        &state,
+        state_cookie_name(&state, &started.state),
+        state_cookie_value(&state, &started.state),
+        "/lti",
+        core_lti::LOGIN_TTL_MINUTES * 60,
+    );
+    Ok(HttpResponse::Found()
+        .insert_header(("Location", url.to_string()))
+        .insert_header(("Cache-Control", "no-store"))
+        .append_header(cookie)
+        .finish())
+}
+
+#[derive(Debug, Deserialize)]
+struct LaunchForm {
+    id_token: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+async fn launch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LaunchForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    let now = state.now();
+    if let Some(err) = form.error.as_deref() {
+        let detail = form.error_description.clone().unwrap_or_default();
+        record(
+            &state,
+            FlightRecord {
+                step: "launch",
+                outcome: "rejected",
+                reason: Some("platform_error".into()),
+                checks: json!({ "error": err }),
+                ..Default::default()
+            },
+        )
+        .await;
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "platform_error",
+            format!("The LMS refused the sign-in ({err}{}{detail}). Open the activity again from the course; if it keeps failing, the LMS administrator should check the tool registration.", if detail.is_empty() { "" } else { ": " }),
+        ));
+    }
+    let Some(id_token) = form.id_token.filter(|t| !t.is_empty()) else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "id_token_missing",
+            "The launch carried no id_token. Start the activity again from the course.",
+        ));
+    };
+    let lti_state = form.state.unwrap_or_default();
+
+    // 1. The login this launch finishes (read-only; consumed in step 4).
+    let secret = state.config.secret.clone();
+    let st = lti_state.clone();
+    let found = state
+        .store
+        .read(move |tx| core_lti::find_login(tx, now, &secret, &st))
+        .await;
+    let (login, platform) = match found {
+        Ok(v) => v,
+        Err(e) => {
+            let issuer = peek_unverified(&id_token).ok().map(|u| u.iss);
+            record(
+                &state,
+                FlightRecord {
+                    step: "launch",
+                    issuer,
+                    outcome: "rejected",
+                    reason: Some(e.code().to_string()),
+                    explanation: Some(e.explain(None)),
+                    checks: json!({}),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
+    let lms = platform.lms.clone().or_else(|| {
+        coursegate_lti::error::Lms::from_issuer(&platform.issuer).map(|l| l.name().to_string())
+    });
+    let cookie_ok = req
+        .cookie(&state_cookie_name(&state, &lti_state))
+        .map(|c| coursegate_core::tokens::ct_eq(c.value(), &state_cookie_value(&state, &lti_state)))
+        .unwrap_or(false);
+    let state_path = if cookie_ok {
+        if state.config.secure_cookies() {
+            "partitioned"
+        } else {
+            "cookie"
+        }
+    } else {
+        "ticket"
+    };
+
+    // 2. The platform's keys (network I/O, outside any transaction).
+    let kid = peek_unverified(&id_token).ok().and_then(|u| u.kid);
+    let keys = match crate::lti_keys::platform_keys(&state, &platform.jwks_url, kid.as_deref(), now)
+        .await
+    {
+        Ok(k) => k,
+        Err(e) => {
+            record(
+                &state,
+                FlightRecord {
+                    step: "launch",
+                    platform_id: Some(platform.id.clone()),
+                    issuer: Some(platform.issuer.clone()),
+                    client_id: Some(platform.client_id.clone()),
+                    outcome: "rejected",
+                    reason: Some(e.code().to_string()),
+                    explanation: Some(e.explain(lms.as_deref())),
+                    lms: lms.clone(),
+                    checks: json!({ "kid": kid }),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return Err(lti_refusal(&e, lms.as_deref()));
+        }
+    };
+
+    // 3. Verify the token claim by claim.
+    let expect = Expectations::new(platform.issuer.clone(), platform.client_id.clone())
+        .with_nonce(login.nonce.clone())
+        .with_launch_url(state.config.url("/lti/launch"))
+        .with_skew_secs(state.config.lti_clock_skew_secs);
+    let (verified, trace) = verify_launch_traced(&id_token, &keys, &expect, now);
+    let checks = json!({
+        "kid": trace.kid, "alg": trace.alg, "age_secs": trace.age_secs,
+        "message_type": trace.message_type,
+        "checks": trace.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok })).collect::<Vec<_>>(),
+    });
+    let claims = match verified {
+        Ok(c) => c,
+        Err(e) => {
+            record(
+                &state,
+                FlightRecord {
+                    step: "launch",
+                    platform_id: Some(platform.id.clone()),
+                    issuer: Some(platform.issuer.clone()),
+                    client_id: Some(platform.client_id.clone()),
+                    deployment_id: trace.deployment_id.clone(),
+                    outcome: "rejected",
+                    reason: Some(e.code().to_string()),
+                    explanation: Some(e.explain(lms.as_deref())),
+                    state_path: Some(state_path.into()),
+                    lms: lms.clone(),
+                    checks,
+                },
+            )
+            .await;
+            return Err(lti_refusal(&e, lms.as_deref()));
+        }
+    };
+
+    // 4. Complete the launch in one transaction.
+    let v = VerifiedLaunch {
+        login_state_id: login.id.clone(),
+        platform_id: platform.id.clone(),
+        nonce: claims.nonce.clone(),
+        deployment_id: claims.deployment_id.clone(),
+        message_type: claims.message_type.as_str().to_string(),
+        sub: claims.sub.clone().unwrap_or_default(),
+        name: claims.display_name(),
+        email: claims.email.clone(),
+        roles: claims.roles.clone(),
+        is_instructor: claims.is_instructor() || claims.is_admin(),
+        context_id: claims.context.as_ref().map(|c| c.id.clone()),
+        context_title: claims.context.as_ref().and_then(|c| c.title.clone()),
+        resource_link_id: claims.resource_link.as_ref().map(|r| r.id.clone()),
+        resource_link_title: claims.resource_link.as_ref().and_then(|r| r.title.clone()),
+        custom_course: claims.custom_param("course").map(str::to_string),
+        lineitem_url: claims.ags.as_ref().and_then(|a| a.lineitem.clone()),
+        lineitems_url: claims.ags.as_ref().and_then(|a| a.lineitems.clone()),
+        ags_scopes: claims
+            .ags
+            .as_ref()
+            .map(|a| a.scope.clone())
+            .unwrap_or_default(),
+        nrps_url: claims
+            .nrps
+            .as_ref()
+            .map(|n| n.context_memberships_url.clone()),
+        state_path: state_path.to_string(),
+        deep_link: claims
+            .deep_linking_settings
+            .as_ref()
+            .map(|d| core_lti::DeepLinkSettings {
+                return_url: d.deep_link_return_url.clone(),
+                data: d.data.clone(),
+                accept_multiple: d.accepts_multiple(),
+                accept_lineitem: d.accept_lineitem.unwrap_or(true),
+            }),
+    };
+    let secret = state.config.secret.clone();
+    let policy = state.config.sessions;
+    let client = client_info(&req);
+    let vv = v.clone();
+    let mut rec = FlightRecord {
+        step: "launch",
+        platform_id: Some(platform.id.clone()),
+        issuer: Some(platform.issuer.clone()),
+        client_id: Some(platform.client_id.clone()),
+        deployment_id: Some(v.deployment_id.clone()),
+        outcome: "ok",
+        reason: None,
+        state_path: Some(state_path.into()),
+        lms: lms.clone(),
+        checks,
+        explanation: None,
+    };
+    // Completion, its flight record and the continue ticket commit together.
+    let ok_rec = rec.clone();
+    let result = state
+        .store
+        .write(move |tx| {
+            let result = core_lti::complete_launch(tx, now, &secret, &policy, &vv, &client)?;
+            core_lti::record(tx, now, ok_rec)?;
+            let (started, learner_id, redirect) = match result {
+                LaunchResult::Session {
+                    started,
+                    learner_id,
+                    course_slug,
+                    ..
+                } => {
+                    let to = course_slug
+                        .map(|s| format!("/courses/{s}"))
+                        .unwrap_or_else(|| "/lti/unmapped".into());
+                    (started, learner_id, to)
+                }
+                LaunchResult::DeepLinking {
+                    started,
+                    learner_id,
+                    request_id,
+                } => (started, learner_id, format!("/lti/deep-link/{request_id}")),
+            };
+            let ticket = core_lti::create_ticket(
+                tx,
+                now,
+                &secret,
+                &learner_id,
+                &started.session_id,
+                &redirect,
+            )?;
+            Ok::<_, CoreError>((started, ticket))
+        })
+        .await;
+    let (started, ticket) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            rec.outcome = "rejected";
+            rec.reason = Some(e.code().to_string());
+            rec.explanation = Some(e.explain(lms.as_deref()));
+            record(&state, rec).await;
+            if e.code() == "deployment_pending" {
+                // Kept (outside the refused launch's transaction) for staff approval.
+                let (pid, did) = (platform.id.clone(), v.deployment_id.clone());
+                let noted = state
+                    .store
+                    .write(move |tx| core_lti::add_deployment(tx, now, &pid, &did, "pending"))
+                    .await;
+                if let Err(err) = noted {
+                    tracing::warn!(error = %err, "could not record the pending deployment");
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let max_age = (started.absolute_expires_at - now).num_seconds().max(60);
+    let session = frame_cookie(
+        &state,
+        SESSION_COOKIE.to_string(),
+        started.token.clone(),
+        "/",
+        max_age,
+    );
+    let mut used = Cookie::new(state_cookie_name(&state, &lti_state), "");
+    used.set_path("/lti");
+    used.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", format!("/lti/continue/{ticket}")))
+        .insert_header(("Cache-Control", "no-store"))
+        .append_header(session)
+        .cookie(used)
+        .finish())
+}
+
+/// After a launch: if the frame kept the session cookie, go straight to the
+/// course; otherwise offer to continue in a new window with the ticket.
+async fn continue_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ticket: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let ticket = ticket.into_inner();
+    let now = state.now();
+    let secret = state.config.secret.clone();
+    let t2 = ticket.clone();
+    let t = state
+        .store
+        .read(move |tx| core_lti::peek_ticket(tx, now, &secret, &t2))
+        .await?;
+    let cookie_session = match req.cookie(SESSION_COOKIE) {
+        Some(c) => {
+            let secret = state.config.secret.clone();
+            let token = c.value().to_string();
+            state
+                .store
+                .read(move |tx| coursegate_core::sessions::authenticate(tx, now, &secret, &token))
+                .await
+                .ok()
+        }
+        None => None,
+    };
+    if cookie_session
+        .map(|p| p.session_id == t.session_id)
+        .unwrap_or(false)
+    {
+        let id = t.id.clone();
+        state
+            .store
+            .write(move |tx| coursegate_store::repo::lti::consume_ticket(tx, &id, now.naive_utc()))
+            .await
+            .map_err(CoreError::from)?;
+        return Ok(see_other(&t.redirect));
+    }
+    let site = state.store.read(coursegate_core::settings::site).await?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("site", &site);
+    ctx.insert("ticket", &ticket);
+    page("pages/lti_new_window.html", &ctx)
+}
+
+async fn handoff_get(
+    state: web::Data<AppState>,
+    ticket: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let ticket = ticket.into_inner();
+    let now = state.now();
+    let secret = state.config.secret.clone();
+    let t2 = ticket.clone();
+    let (site, learner) = state
+        .store
+        .read(move |tx| {
+            let t = core_lti::peek_ticket(tx, now, &secret, &t2)?;
+            Ok::<_, CoreError>((
+                coursegate_core::settings::site(tx)?,
+                coursegate_core::learners::get(tx, &t.learner_id)?,
+            ))
+        })
+        .await?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("site", &site);
+    ctx.insert("ticket", &ticket);
+    ctx.insert(
+        "learner_name",
+        &coursegate_core::learners::display_name(&learner),
+    );
+    page("pages/lti_handoff.html", &ctx)
+}
+
+async fn handoff_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ticket: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let ticket = ticket.into_inner();
+    let now = state.now();
+    let secret = state.config.secret.clone();
+    let policy = state.config.sessions;
+    let client = client_info(&req);
+    let started = state
+        .store
+        .write(move |tx| core_lti::redeem_ticket(tx, now, &secret, &policy, &ticket, &client))
+        .await?;
+    let mut res = see_other(&started.redirect);
+    res.add_cookie(&crate::extract::session_cookie(&state, &started.token))
+        .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize)]
+struct PickerQuery {
+    q: Option<String>,
+}
+
+/// Deep Linking: the instructor's catalogue picker.
+async fn deep_link_get(
+    state: web::Data<AppState>,
+    session: LearnerSession,
+    id: web::Path<String>,
+    query: web::Query<PickerQuery>,
+) -> Result<HttpResponse, PageError> {
+    let id = id.into_inner();
+    let now = state.now();
+    let sid = session.session_id.clone();
+    let q = query.into_inner().q.unwrap_or_default();
+    let needle = q.trim().to_lowercase();
+    let (site, req, courses) = state
+        .store
+        .read(move |tx| {
+            let (req, _) = core_lti::deep_link_request(tx, now, &id, &sid)?;
+            let courses: Vec<_> = coursegate_core::courses::list(tx)?
+                .into_iter()
+                .filter(|(c, _)| c.published)
+                .filter(|(c, _)| needle.is_empty() || c.title.to_lowercase().contains(&needle) || c.summary.to_lowercase().contains(&needle) || c.slug.contains(&needle))
+                .map(|(c, n)| json!({ "slug": c.slug, "title": c.title, "summary": c.summary, "lessons": n, "graded": c.graded }))
+                .collect();
+            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, req, courses))
+        })
+        .await?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("site", &site);
+    ctx.insert("csrf", &session.csrf(&state));
+    ctx.insert("request_id", &req.id);
+    ctx.insert("multiple", &req.accept_multiple);
+    ctx.insert("courses", &courses);
+    ctx.insert("q", &q);
+    page("pages/lti_deep_link.html", &ctx)
+}
+
+/// Deep Linking: sign the chosen items and post them back to the LMS.
+async fn deep_link_post(
+    state: web::Data<AppState>,
+    session: LearnerSession,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    let csrf = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    session.check_csrf(&state, &csrf)?;
+    let slugs: Vec<String> = form
+        .into_iter()
+        .filter(|(k, _)| k == "course")
+        .map(|(_, v)| v)
+        .collect();
+    let id = id.into_inner();
+    let now = state.now();
+    let sid = session.session_id.clone();
+    let (req, platform, courses) = state
+        .store
+        .write(move |tx| core_lti::answer_deep_link(tx, now, &id, &sid, &slugs))
+        .await?;
+    let keys = state.lti.tool_keys().ok_or_else(|| {
+        PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tool_key_missing",
+            "The tool has no signing key (check COURSEGATE_KEYS_DIR), so it cannot answer the LMS.",
+        )
+    })?;
+    let launch_url = state.config.url("/lti/launch");
+    let items: Vec<ContentItem> = courses
+        .iter()
+        .map(|c| {
+            let mut custom = std::collections::BTreeMap::new();
+            custom.insert("course".to_string(), c.slug.clone());
+            let mut item = ContentItem::resource_link(c.title.clone(), launch_url.clone(), custom);
+            if !c.summary.is_empty() {
+                item = item.with_text(c.summary.clone());
+            }
+            if c.graded && req.accept_lineitem {
+                item = item.with_line_item(LineItemSpec {
+                    score_maximum: 100.0,
+                    label: Some(c.title.clone()),
+                    resource_id: Some(c.slug.clone()),
+                    tag: None,
+                });
+            }
+            item
+        })
+        .collect();
+    let jwt = response_jwt(
+        &keys,
+        &platform.client_id,
+        &platform.issuer,
+        &req.deployment_id,
+        req.data.clone(),
+        items,
+        now,
+    )
+    .map_err(|e| lti_refusal(&e, platform.lms.as_deref()))?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("return_url", &req.return_url);
+    ctx.insert("jwt", &jwt);
+    ctx.insert("count", &courses.len());
+    let body = crate::templates::render("pages/lti_deep_link_return.html", &ctx)
+        .map_err(|e| PageError::from(CoreError::Internal(e)))?;
+    // The return URL is the platform's: allow the form to post there.
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; form-action *; base-uri 'none'; object-src 'none'",
+        ))
+        .body(body))
+}
+
+/// An instructor launched a link that is not connected to a course yet.
+async fn unmapped(
+    state: web::Data<AppState>,
+    _session: LearnerSession,
+) -> Result<HttpResponse, PageError> {
+    let (site, courses) = state
+        .store
+        .read(|tx| {
+            let courses: Vec<_> = coursegate_core::courses::list(tx)?
+                .into_iter()
+                .filter(|(c, _)| c.published)
+                .map(|(c, _)| json!({ "slug": c.slug, "title": c.title }))
+                .collect();
+            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, courses))
+        })
+        .await?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("site", &site);
+    ctx.insert("courses", &courses);
+    page("pages/lti_unmapped.html", &ctx)
+}
+
+async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(crate::lti_keys::tool_jwks(&state))
+}
+
+async fn record(state: &AppState, r: FlightRecord) {
+    let now = state.now();
+    if let Err(e) = state
+        .store
+        .write(move |tx| core_lti::record(tx, now, r))
+        .await
+    {
+        tracing::warn!(error = %e, "could not write the LTI flight record");
+    }
+}

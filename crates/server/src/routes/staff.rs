@@ -1,0 +1,393 @@
+//! Minimal staff pages for the link door: find a learner, enrol them, issue /
+//! resend / revoke their link (the URL is shown once), see each link's
+//! status, and preview as the learner in a separate read-only session.
+
+use actix_web::{cookie::Cookie, web, HttpResponse};
+use coursegate_core::{
+    audit::Actor,
+    courses::LinkPolicy,
+    enrolments::{self, Grant, Source},
+    learners::{self, IdentityRef},
+    links::{self, IssueLearner, SendOptions},
+    sessions::{self, ClientInfo, Destination, StartLearner},
+    settings,
+    types::Email,
+    CoreError,
+};
+use coursegate_store::repo;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    app::AppState,
+    error::PageError,
+    extract::{StaffSession, PREVIEW_COOKIE},
+    routes::{page, see_other},
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/staff", web::get().to(home))
+        .route("/staff/learners", web::post().to(enrol_new))
+        .route("/staff/learners/{id}", web::get().to(learner))
+        .route("/staff/learners/{id}/enrol", web::post().to(enrol))
+        .route("/staff/learners/{id}/links", web::post().to(issue))
+        .route("/staff/learners/{id}/preview", web::post().to(preview))
+        .route("/staff/links/{id}/revoke", web::post().to(revoke))
+        .route("/preview/end", web::post().to(end_preview));
+}
+
+fn actor(s: &StaffSession) -> Actor {
+    Actor {
+        kind: "staff",
+        id: Some(s.staff_id.clone()),
+        ip: None,
+        user_agent: None,
+    }
+}
+
+fn ctx(state: &AppState, s: &StaffSession, site: &settings::Site) -> tera::Context {
+    let mut c = tera::Context::new();
+    c.insert("site", site);
+    c.insert("staff_csrf", &s.csrf(state));
+    c.insert("staff_email", &s.email);
+    c.insert("staff_role", &s.role);
+    c
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    pub q: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CourseOpt {
+    slug: String,
+    title: String,
+}
+
+async fn home(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    q: web::Query<Search>,
+) -> Result<HttpResponse, PageError> {
+    let query = q.q.trim().to_string();
+    let (site, found, courses) = state
+        .store
+        .read(move |tx| {
+            let found = repo::learners::search(tx, Some(&query), repo::Page::default())?;
+            let courses: Vec<CourseOpt> = repo::courses::list(tx, false)?
+                .into_iter()
+                .map(|c| CourseOpt {
+                    slug: c.slug,
+                    title: c.title,
+                })
+                .collect();
+            Ok::<_, CoreError>((settings::site(tx)?, found, courses))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site);
+    c.insert("q", &q.q);
+    c.insert(
+        "learners",
+        &found
+            .iter()
+            .map(|l| serde_json::json!({ "id": l.id, "email": l.email, "name": l.name }))
+            .collect::<Vec<_>>(),
+    );
+    c.insert("courses", &courses);
+    page("pages/staff_home.html", &c)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnrolForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub course: String,
+}
+
+async fn enrol_new(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    form: web::Form<EnrolForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(&["owner", "admin", "support"])?;
+    let email = Email::parse(&form.email)?;
+    let name = coursegate_core::types::parse_name("name", Some(&form.name))?;
+    let course = form.course.clone();
+    let now = state.now();
+    let a = actor(&s);
+    let id = state
+        .store
+        .write(move |tx| {
+            let l =
+                learners::upsert_by_email(tx, now, &email, name.as_deref(), None, false)?.learner;
+            if !course.is_empty() {
+                grant(tx, now, &a, &l.id, &course)?;
+            }
+            Ok::<_, CoreError>(l.id)
+        })
+        .await?;
+    Ok(see_other(&format!("/staff/learners/{id}")))
+}
+
+fn grant(
+    tx: &mut coursegate_core::Tx,
+    now: chrono::DateTime<chrono::Utc>,
+    a: &Actor,
+    learner_id: &str,
+    slug: &str,
+) -> Result<(), CoreError> {
+    let c = coursegate_core::courses::by_slug(tx, slug)?;
+    let g = enrolments::grant(
+        tx,
+        now,
+        Grant {
+            learner_id: learner_id.to_string(),
+            course_id: c.id,
+            source: Source::Staff,
+            source_ref: None,
+            starts_at: None,
+            expires_at: None,
+        },
+    )?;
+    coursegate_core::audit::record(
+        tx,
+        now,
+        a,
+        "enrolment.granted",
+        Some(("enrolment", &g.enrolment.id)),
+        serde_json::json!({ "course": slug }),
+    )
+}
+
+async fn enrol(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+    form: web::Form<EnrolForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(&["owner", "admin", "support"])?;
+    let id = path.into_inner();
+    let (now, a, lid, course) = (state.now(), actor(&s), id.clone(), form.course.clone());
+    state
+        .store
+        .write(move |tx| grant(tx, now, &a, &lid, &course))
+        .await?;
+    Ok(see_other(&format!("/staff/learners/{id}")))
+}
+
+async fn learner(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    let now = state.now();
+    let settings_ = state.config.links;
+    let (site, l, ens, statuses, courses) = state
+        .store
+        .read(move |tx| {
+            let l = learners::get(tx, &id)?;
+            let ens: Vec<serde_json::Value> = repo::enrolments::of_learner(tx, &id)?
+                .into_iter()
+                .map(|(e, c)| {
+                    let ok = coursegate_core::access::check(&c, Some(&e), now);
+                    serde_json::json!({
+                        "course": c.slug, "title": c.title, "policy": c.link_policy,
+                        "state": match ok { Ok(()) => "active".to_string(), Err(d) => d.code().to_string() },
+                    })
+                })
+                .collect();
+            let st = links::statuses(tx, now, &settings_, &id)?;
+            let courses: Vec<CourseOpt> = repo::courses::list(tx, false)?
+                .into_iter()
+                .map(|c| CourseOpt { slug: c.slug, title: c.title })
+                .collect();
+            Ok::<_, CoreError>((settings::site(tx)?, l, ens, st, courses))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site);
+    c.insert(
+        "learner",
+        &serde_json::json!({ "id": l.id, "email": l.email, "name": l.name }),
+    );
+    c.insert("enrolments", &ens);
+    c.insert("links", &statuses);
+    c.insert("courses", &courses);
+    page("pages/staff_learner.html", &c)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IssueForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub course: String,
+    /// "" (course policy) | access | once
+    #[serde(default)]
+    pub kind: String,
+    /// "1" to email it
+    #[serde(default)]
+    pub send: String,
+}
+
+async fn issue(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+    form: web::Form<IssueForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(&["owner", "admin", "support"])?;
+    let id = path.into_inner();
+    let kind = match form.kind.as_str() {
+        "" => None,
+        k => Some(LinkPolicy::parse(k)?),
+    };
+    let destination = if form.course.is_empty() {
+        Destination::Dashboard
+    } else {
+        Destination::Course {
+            slug: form.course.clone(),
+        }
+    };
+    let send = (form.send == "1").then(|| SendOptions {
+        base_url: state.config.url(""),
+        reference: None,
+    });
+    let sent = send.is_some();
+    let (now, a, secret, settings_) = (
+        state.now(),
+        actor(&s),
+        state.config.secret.clone(),
+        state.config.links,
+    );
+    let lid = id.clone();
+    let (site, issued) = state
+        .store
+        .write(move |tx| {
+            let i = links::issue_learner(
+                tx,
+                now,
+                &secret,
+                &settings_,
+                &a,
+                IssueLearner {
+                    learner_id: lid,
+                    destination,
+                    kind,
+                    send,
+                },
+            )?;
+            Ok::<_, CoreError>((settings::site(tx)?, i))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site);
+    c.insert("url", &state.config.url(&issued.path()));
+    c.insert("kind", &issued.link.kind);
+    c.insert("sent", &sent);
+    c.insert("learner_id", &id);
+    page("pages/staff_link_issued.html", &c)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+async fn revoke(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(&["owner", "admin", "support"])?;
+    let id = path.into_inner();
+    let (now, a) = (state.now(), actor(&s));
+    let link = state
+        .store
+        .write(move |tx| links::revoke(tx, now, &id, &a))
+        .await?;
+    Ok(see_other(&format!("/staff/learners/{}", link.subject_id)))
+}
+
+async fn preview(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    let id = path.into_inner();
+    let (now, secret, mut policy) = (
+        state.now(),
+        state.config.secret.clone(),
+        state.config.sessions,
+    );
+    // A preview lives no longer than a staff session.
+    policy.learner_idle = policy.staff_idle;
+    policy.learner_absolute = policy.staff_absolute;
+    let staff_id = s.staff_id.clone();
+    let started = state
+        .store
+        .write(move |tx| {
+            let st = sessions::start_learner_session(
+                tx,
+                now,
+                &secret,
+                &policy,
+                StartLearner {
+                    identity: IdentityRef::Learner {
+                        learner_id: id.clone(),
+                    },
+                    destination: Destination::Dashboard,
+                    via: "preview".into(),
+                    client: ClientInfo::default(),
+                },
+            )?;
+            coursegate_core::audit::record(
+                tx,
+                now,
+                &Actor {
+                    kind: "staff",
+                    id: Some(staff_id),
+                    ip: None,
+                    user_agent: None,
+                },
+                "learner.previewed",
+                Some(("learner", &id)),
+                serde_json::json!({ "session_id": st.session_id }),
+            )?;
+            Ok::<_, CoreError>(st)
+        })
+        .await?;
+    let mut res = see_other("/");
+    res.add_cookie(
+        &Cookie::build(PREVIEW_COOKIE, started.token.clone())
+            .path("/")
+            .http_only(true)
+            .secure(state.config.secure_cookies())
+            .same_site(actix_web::cookie::SameSite::Lax)
+            .finish(),
+    )
+    .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
+    Ok(res)
+}
+
+async fn end_preview() -> Result<HttpResponse, PageError> {
+    let mut res = see_other("/staff");
+    let mut c = Cookie::build(PREVIEW_COOKIE, "").path("/").finish();
+    c.make_removal();
+    res.add_cookie(&c)
+        .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
+    Ok(res)
+}

@@ -1,0 +1,410 @@
+//! Background work that runs in every `serve` process. Each task claims its
+//! work through the database, so running several instances is safe.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::web;
+
+use crate::app::AppState;
+
+/// Periodic clean-up: expired LTI login states, nonces, tickets and flight
+/// records; sessions that ended more than a week ago.
+pub fn spawn_maintenance(
+    state: web::Data<AppState>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let state: Arc<AppState> = state.into_inner();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = state.clock.now();
+            state.lti.reload(now);
+            let result = state
+                .store
+                .write(move |tx| {
+                    let n = coursegate_store::repo::lti::purge_expired(tx, now.naive_utc())?;
+                    let s = coursegate_store::repo::sessions::purge_ended(
+                        tx,
+                        (now - chrono::Duration::days(7)).naive_utc(),
+                    )?;
+                    let s = s
+                        + coursegate_store::repo::api::purge_idempotency(tx, now.naive_utc())?
+                        + coursegate_store::repo::api::purge_counters(
+                            tx,
+                            (now - chrono::Duration::hours(1)).naive_utc(),
+                        )?;
+                    Ok::<_, coursegate_store::StoreError>((n, s))
+                })
+                .await;
+            match result {
+                Ok((n, s)) if n + s > 0 => tracing::info!(
+                    lti_rows = n,
+                    sessions = s,
+                    "maintenance purged expired rows"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "maintenance failed; will retry"),
+            }
+        }
+    })
+}
+
+/// Settings of the webhook worker.
+#[derive(Debug, Clone)]
+pub struct WebhookWorker {
+    /// How often to look for work when idle.
+    pub poll: Duration,
+    /// Per-request timeout (connect + response).
+    pub timeout: Duration,
+    /// Messages claimed per round.
+    pub batch: i64,
+    pub policy: coursegate_core::webhooks::DeliveryPolicy,
+}
+
+impl Default for WebhookWorker {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+            batch: 20,
+            policy: Default::default(),
+        }
+    }
+}
+
+/// What one round did (tests wait on these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookRound {
+    pub events: usize,
+    pub queued: usize,
+    pub attempted: usize,
+    pub succeeded: usize,
+}
+
+/// An HTTP client for webhook deliveries: timeouts, no redirects, no cookies.
+pub fn webhook_client(cfg: &WebhookWorker) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Coursegate-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// One round: fan domain events out to subscribed endpoints, then deliver
+/// due messages (signed, concurrently, outside any transaction) and record
+/// each outcome.
+pub async fn webhook_round(
+    state: &AppState,
+    client: &reqwest::Client,
+    cfg: &WebhookWorker,
+) -> Result<WebhookRound, coursegate_core::CoreError> {
+    use coursegate_core::webhooks;
+    let now = state.clock.now();
+    let (events, queued) = state
+        .store
+        .write(move |tx| webhooks::fan_out(tx, now, 200))
+        .await?;
+    let batch = cfg.batch;
+    let lease = chrono::Duration::from_std(cfg.timeout * 3).unwrap_or(chrono::Duration::minutes(1));
+    let claimed = state
+        .store
+        .write(move |tx| webhooks::claim(tx, now, lease, batch))
+        .await?;
+    let attempted = claimed.len();
+    let sends = claimed.into_iter().map(|p| {
+        let client = client.clone();
+        let clock = state.clock.clone();
+        async move {
+            let attempt = send(&client, clock.now().timestamp(), &p).await;
+            (p, attempt)
+        }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let mut succeeded = 0;
+    for (p, a) in results {
+        if a.succeeded() {
+            succeeded += 1;
+        }
+        let now = state.clock.now();
+        let policy = cfg.policy;
+        state
+            .store
+            .write(move |tx| webhooks::record_attempt(tx, now, &policy, &p, &a))
+            .await?;
+    }
+    Ok(WebhookRound {
+        events,
+        queued,
+        attempted,
+        succeeded,
+    })
+}
+
+async fn send(
+    client: &reqwest::Client,
+    timestamp: i64,
+    p: &coursegate_core::webhooks::Prepared,
+) -> coursegate_core::webhooks::Attempt {
+    use coursegate_core::webhooks::{self, Attempt};
+    let m = &p.message;
+    let signature = match webhooks::signature_header(&p.signing, &m.msg_id, timestamp, &m.body) {
+        Ok(s) => s,
+        Err(e) => {
+            return Attempt {
+                response_status: None,
+                error: Some(e.to_string()),
+                duration_ms: 0,
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = client
+        .post(&p.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &m.msg_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(m.body.clone())
+        .send()
+        .await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    match result {
+        Ok(resp) => Attempt {
+            response_status: Some(resp.status().as_u16()),
+            error: None,
+            duration_ms,
+        },
+        Err(e) => Attempt {
+            response_status: None,
+            error: Some(if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "could not connect".to_string()
+            } else {
+                "request failed".to_string()
+            }),
+            duration_ms,
+        },
+    }
+}
+
+/// Runs [`webhook_round`] forever: again at once while there was work, else
+/// after `cfg.poll`.
+pub fn spawn_webhooks(
+    state: web::Data<AppState>,
+    cfg: WebhookWorker,
+) -> tokio::task::JoinHandle<()> {
+    let state: Arc<AppState> = state.into_inner();
+    tokio::spawn(async move {
+        let client = webhook_client(&cfg);
+        loop {
+            match webhook_round(&state, &client, &cfg).await {
+                Ok(r) if r.events + r.attempted > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook round failed; will retry"),
+            }
+            tokio::time::sleep(cfg.poll).await;
+        }
+    })
+}
+
+/// The email worker: claims `email` outbox rows with a lease, renders them
+/// with the mail crate's templates and sends them. A transient failure puts
+/// the row back with exponential back-off; a permanent one, or the last
+/// allowed attempt, makes it dead. The Message-ID is derived from the row id,
+/// so a resend after a crash carries the same id.
+pub struct MailWorker {
+    pub mailer: coursegate_mail::Mailer,
+    pub templates: Arc<coursegate_mail::Templates>,
+    /// Domain of the Message-ID (the From address's domain).
+    pub domain: String,
+    pub max_attempts: i32,
+    pub first_backoff: chrono::Duration,
+    pub max_backoff: chrono::Duration,
+    pub lease: chrono::Duration,
+}
+
+impl MailWorker {
+    pub fn new(
+        mailer: coursegate_mail::Mailer,
+        from: &str,
+    ) -> Result<Self, coursegate_mail::MailError> {
+        let domain = from
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('>').trim().to_string())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "coursegate.invalid".into());
+        Ok(Self {
+            mailer,
+            templates: Arc::new(coursegate_mail::Templates::embedded()?),
+            domain,
+            max_attempts: 8,
+            first_backoff: chrono::Duration::seconds(30),
+            max_backoff: chrono::Duration::hours(1),
+            lease: chrono::Duration::minutes(5),
+        })
+    }
+
+    /// Delay before attempt `attempts + 1`.
+    pub fn backoff(&self, attempts: i32) -> chrono::Duration {
+        let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
+        let d = self.first_backoff * 2i32.saturating_pow(exp);
+        if d > self.max_backoff {
+            self.max_backoff
+        } else {
+            d
+        }
+    }
+}
+
+/// Result of one delivery pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MailPass {
+    pub sent: usize,
+    pub retry: usize,
+    pub dead: usize,
+}
+
+/// One pass over due mail (tests call this directly with a manual clock).
+pub async fn deliver_due_mail(
+    state: &AppState,
+    w: &MailWorker,
+) -> Result<MailPass, coursegate_core::CoreError> {
+    use coursegate_core::{audit, mailq, CoreError};
+    use coursegate_store::repo;
+    let now = state.clock.now();
+    let lease_until = (now + w.lease).naive_utc();
+    let rows = state
+        .store
+        .write(move |tx| {
+            repo::outbox::claim_due(tx, &[mailq::KIND_EMAIL], now.naive_utc(), lease_until, 20)
+        })
+        .await
+        .map_err(CoreError::from)?;
+    let mut pass = MailPass::default();
+    if rows.is_empty() {
+        return Ok(pass);
+    }
+    let site = state.store.read(coursegate_core::settings::site).await?;
+    let site_url = state.config.url("");
+    for row in rows {
+        let payload: serde_json::Value = serde_json::from_str(&row.payload).unwrap_or_default();
+        let template = payload["template"].as_str().unwrap_or("").to_string();
+        let to = payload["to"].as_str().unwrap_or("").to_string();
+        let to_name = payload["to_name"].as_str().map(str::to_string);
+        let mut ctx = payload["context"].clone();
+        if let Some(o) = ctx.as_object_mut() {
+            o.insert(
+                "site".into(),
+                serde_json::json!({
+                    "name": site.name, "support_email": site.support_email,
+                    "support_phone": site.support_phone, "logo_url": site.logo_url, "url": site_url,
+                }),
+            );
+        }
+        let message_id = coursegate_mail::message_id(&row.id, &w.domain);
+        let outcome = match w.templates.render(&template, &ctx) {
+            Ok(r) => {
+                let mail =
+                    coursegate_mail::OutgoingEmail::from_rendered(to, to_name, r, message_id);
+                w.mailer.send(&mail).await
+            }
+            Err(e) => Err(coursegate_mail::MailError::Permanent {
+                code: None,
+                message: e.to_string(),
+            }),
+        };
+        let now = state.clock.now();
+        let n = now.naive_utc();
+        let id = row.id.clone();
+        let attempts = row.attempts;
+        let subject_kind = payload["subject_kind"]
+            .as_str()
+            .unwrap_or("email")
+            .to_string();
+        let subject_id = payload["subject_id"].as_str().unwrap_or("").to_string();
+        let link_id = payload["link_id"].as_str().map(str::to_string);
+        match outcome {
+            Ok(info) => {
+                let scrubbed = mailq::scrubbed(&payload).to_string();
+                pass.sent += 1;
+                state
+                    .store
+                    .write(move |tx| {
+                        repo::outbox::mark_sent(tx, &id, n, Some(&info.smtp_response))?;
+                        repo::outbox::set_payload(tx, &id, &scrubbed)?;
+                        if let Some(l) = &link_id {
+                            repo::links::mark_sent(tx, l, n)?;
+                        }
+                        audit::record(
+                            tx,
+                            now,
+                            &audit::Actor::system(),
+                            "email.sent",
+                            Some((&subject_kind, &subject_id)),
+                            serde_json::json!({
+                                "outbox_id": id, "template": template, "link_id": link_id,
+                                "message_id": info.message_id, "smtp_response": info.smtp_response,
+                                "attempt": attempts,
+                            }),
+                        )?;
+                        Ok::<_, CoreError>(())
+                    })
+                    .await?;
+            }
+            Err(e) => {
+                let transient = matches!(e, coursegate_mail::MailError::Transient { .. });
+                let next = (transient && attempts < w.max_attempts)
+                    .then(|| (now + w.backoff(attempts)).naive_utc());
+                if next.is_some() {
+                    pass.retry += 1;
+                } else {
+                    pass.dead += 1;
+                }
+                tracing::warn!(outbox_id = %id, attempts, error = %e, dead = next.is_none(), "email delivery failed");
+                let msg = e.to_string();
+                state
+                    .store
+                    .write(move |tx| {
+                        repo::outbox::mark_failed(tx, &id, n, &msg, next)?;
+                        if next.is_none() {
+                            audit::record(
+                                tx,
+                                now,
+                                &audit::Actor::system(),
+                                "email.dead",
+                                Some((&subject_kind, &subject_id)),
+                                serde_json::json!({ "outbox_id": id, "template": template, "error": msg, "attempts": attempts }),
+                            )?;
+                        }
+                        Ok::<_, CoreError>(())
+                    })
+                    .await?;
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// Runs [`deliver_due_mail`] every `every` (and again at once after a busy pass).
+pub fn spawn_mail_worker(
+    state: web::Data<AppState>,
+    worker: MailWorker,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let state: Arc<AppState> = state.into_inner();
+    tokio::spawn(async move {
+        loop {
+            match deliver_due_mail(&state, &worker).await {
+                Ok(p) if p.sent + p.retry + p.dead > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "email worker pass failed; will retry"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}

@@ -1,0 +1,287 @@
+//! coursegate-store: the only crate that names Diesel.
+//!
+//! One schema and one query code path over SQLite (the embedded default) and
+//! PostgreSQL, chosen at run time from `DATABASE_URL`. Repositories are plain
+//! functions taking `&mut DbConn` and run inside [`Store::read`] or
+//! [`Store::write`], which move the work off the async executor and wrap it in
+//! one transaction (`BEGIN IMMEDIATE` on SQLite so concurrent writers queue on
+//! the busy timeout instead of failing on a lock upgrade).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod conn;
+mod error;
+pub mod models;
+pub mod repo;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use conn::{Backend, DatabaseUrl, DbConn};
+pub use error::StoreError;
+
+/// The transaction handle repositories and core services receive.
+pub type Tx = DbConn;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub pool_size: u32,
+    pub busy_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PostgreSQL schema to use (created if missing); tests use one per test.
+    pub pg_schema: Option<String>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 8,
+            busy_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            pg_schema: None,
+        }
+    }
+}
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<conn::Manager>,
+    url: DatabaseUrl,
+    options: StoreOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+impl Store {
+    /// Opens a pool. For SQLite the parent directory of the file is created.
+    pub fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let url = DatabaseUrl::parse(url)?;
+        if let DatabaseUrl::Sqlite(path) = &url {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Config(format!(
+                            "DATABASE_URL: cannot create directory {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+            }
+        }
+        if let (DatabaseUrl::Postgres(u), Some(schema)) = (&url, &options.pg_schema) {
+            validate_schema_name(schema)?;
+            let mut c = <diesel::PgConnection as diesel::Connection>::establish(u)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";"))?;
+        }
+        let manager =
+            conn::Manager::new(url.clone(), options.busy_timeout, options.pg_schema.clone());
+        let pool = r2d2::Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(options.connect_timeout)
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?;
+        Ok(Self { pool, url, options })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.url.backend()
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub fn pool_size(&self) -> u32 {
+        self.options.pool_size
+    }
+
+    fn migrations(&self) -> EmbeddedMigrations {
+        match self.backend() {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations; returns the versions applied. On SQLite it
+    /// also switches the file to WAL (a persistent setting). On PostgreSQL an
+    /// advisory lock makes instances that start together migrate one at a time.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let migrations = self.migrations();
+        let applied = match &mut *conn {
+            DbConn::Sqlite(c) => {
+                c.batch_execute("PRAGMA journal_mode = WAL;")?;
+                c.batch_execute("PRAGMA foreign_keys = OFF;")?;
+                let r = c
+                    .run_pending_migrations(migrations)
+                    .map(|v| v.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+                    .map_err(|e| StoreError::Internal(format!("migration failed: {e}")));
+                c.batch_execute("PRAGMA foreign_keys = ON;")?;
+                r?
+            }
+            DbConn::Postgres(c) => {
+                c.batch_execute("SELECT pg_advisory_lock(727011);")?;
+                let r = c
+                    .run_pending_migrations(migrations)
+                    .map(|v| v.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+                    .map_err(|e| StoreError::Internal(format!("migration failed: {e}")));
+                c.batch_execute("SELECT pg_advisory_unlock(727011);")?;
+                r?
+            }
+        };
+        Ok(applied)
+    }
+
+    /// Reverts every applied migration (used by the migration round-trip check).
+    pub fn revert_all(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let migrations = self.migrations();
+        let reverted = match &mut *conn {
+            DbConn::Sqlite(c) => c.revert_all_migrations(migrations),
+            DbConn::Postgres(c) => c.revert_all_migrations(migrations),
+        }
+        .map_err(|e| StoreError::Internal(format!("revert failed: {e}")))?;
+        Ok(reverted.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// Number of embedded migrations not yet applied.
+    pub fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get()?;
+        let migrations = self.migrations();
+        let pending = match &mut *conn {
+            DbConn::Sqlite(c) => c.pending_migrations(migrations).map(|p| p.len()),
+            DbConn::Postgres(c) => c.pending_migrations(migrations).map(|p| p.len()),
+        }
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(pending)
+    }
+
+    /// Names of the tables in the current schema (for checks and tests).
+    pub fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        self.read_blocking(repo::meta::table_names)
+    }
+
+    /// Drops the PostgreSQL test schema this store was opened with.
+    pub fn drop_pg_schema(&self) -> Result<(), StoreError> {
+        if let (DatabaseUrl::Postgres(u), Some(schema)) = (&self.url, &self.options.pg_schema) {
+            let mut c = <diesel::PgConnection as diesel::Connection>::establish(u)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE;"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in a read transaction on a blocking thread.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
+    }
+
+    /// Runs `f` in a write transaction on a blocking thread. Everything `f`
+    /// writes (including outbox rows) commits together or not at all.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(f))
+            .await
+            .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
+    }
+
+    /// Synchronous read transaction (CLI, workers already off the executor).
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.get().map_err(StoreError::from)?;
+        in_transaction(&mut conn, false, f)
+    }
+
+    /// Synchronous write transaction.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.get().map_err(StoreError::from)?;
+        in_transaction(&mut conn, true, f)
+    }
+}
+
+fn validate_schema_name(s: &str) -> Result<(), StoreError> {
+    if !s.is_empty() && s.len() < 60 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(StoreError::Config(format!(
+            "invalid PostgreSQL schema name {s:?}"
+        )))
+    }
+}
+
+fn in_transaction<T, E, F>(conn: &mut DbConn, write: bool, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Tx) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    let begin = match conn {
+        DbConn::Sqlite(c) if write => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    begin.map_err(StoreError::from)?;
+    match f(conn) {
+        Ok(v) => {
+            let commit = match conn {
+                DbConn::Sqlite(c) => AnsiTransactionManager::commit_transaction(c),
+                DbConn::Postgres(c) => AnsiTransactionManager::commit_transaction(c),
+            };
+            match commit {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    rollback(conn);
+                    Err(StoreError::from(e).into())
+                }
+            }
+        }
+        Err(e) => {
+            rollback(conn);
+            Err(e)
+        }
+    }
+}
+
+fn rollback(conn: &mut DbConn) {
+    let r = match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),
+        DbConn::Postgres(c) => AnsiTransactionManager::rollback_transaction(c),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "rollback failed");
+    }
+}

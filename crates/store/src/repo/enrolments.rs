@@ -1,0 +1,93 @@
+use diesel::prelude::*;
+
+use crate::models::{Course, Enrolment, Progress};
+use crate::schema::{courses, enrolments, progress};
+use crate::{DbConn, StoreError};
+
+pub fn insert(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
+    diesel::insert_into(enrolments::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
+    diesel::update(enrolments::table.find(&row.id))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Enrolment>, StoreError> {
+    Ok(enrolments::table
+        .find(id)
+        .select(Enrolment::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(
+    conn: &mut DbConn,
+    learner_id: &str,
+    course_id: &str,
+) -> Result<Option<Enrolment>, StoreError> {
+    Ok(enrolments::table
+        .filter(enrolments::learner_id.eq(learner_id))
+        .filter(enrolments::course_id.eq(course_id))
+        .select(Enrolment::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Every enrolment of a learner with its course, course title order.
+pub fn of_learner(
+    conn: &mut DbConn,
+    learner_id: &str,
+) -> Result<Vec<(Enrolment, Course)>, StoreError> {
+    Ok(enrolments::table
+        .inner_join(courses::table)
+        .filter(enrolments::learner_id.eq(learner_id))
+        .order(courses::title.asc())
+        .select((Enrolment::as_select(), Course::as_select()))
+        .load(conn)?)
+}
+
+pub fn of_course(conn: &mut DbConn, course_id: &str) -> Result<Vec<Enrolment>, StoreError> {
+    Ok(enrolments::table
+        .filter(enrolments::course_id.eq(course_id))
+        .order(enrolments::created_at.asc())
+        .select(Enrolment::as_select())
+        .load(conn)?)
+}
+
+pub fn count(conn: &mut DbConn) -> Result<i64, StoreError> {
+    Ok(enrolments::table.count().get_result(conn)?)
+}
+
+pub fn insert_progress(conn: &mut DbConn, row: &Progress) -> Result<(), StoreError> {
+    diesel::insert_into(progress::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn progress_of(conn: &mut DbConn, enrolment_id: &str) -> Result<Vec<Progress>, StoreError> {
+    Ok(progress::table
+        .filter(progress::enrolment_id.eq(enrolment_id))
+        .select(Progress::as_select())
+        .load(conn)?)
+}
+
+/// Completed lesson ids for many enrolments at once: (enrolment_id, lesson_id).
+pub fn progress_of_many(
+    conn: &mut DbConn,
+    enrolment_ids: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    if enrolment_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(progress::table
+        .filter(progress::enrolment_id.eq_any(enrolment_ids))
+        .select((progress::enrolment_id, progress::lesson_id))
+        .load(conn)?)
+}

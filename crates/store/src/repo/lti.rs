@@ -1,0 +1,305 @@
+//! LTI registrations, login state, nonces, resource links, the flight
+//! recorder and handoff tickets.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::Page;
+use crate::models::{
+    LtiDeployment, LtiLaunch, LtiLoginState, LtiPlatform, LtiResourceLink, LtiTicket,
+};
+use crate::schema::{
+    lti_deployments, lti_launches, lti_login_states, lti_nonces, lti_platforms, lti_resource_links,
+    lti_tickets,
+};
+use crate::{DbConn, StoreError};
+
+pub fn insert_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
+    diesel::insert_into(lti_platforms::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
+    diesel::update(lti_platforms::table.find(&row.id))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_platform(conn: &mut DbConn, id: &str) -> Result<Option<LtiPlatform>, StoreError> {
+    Ok(lti_platforms::table
+        .find(id)
+        .select(LtiPlatform::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_platform(
+    conn: &mut DbConn,
+    issuer: &str,
+    client_id: &str,
+) -> Result<Option<LtiPlatform>, StoreError> {
+    Ok(lti_platforms::table
+        .filter(lti_platforms::issuer.eq(issuer))
+        .filter(lti_platforms::client_id.eq(client_id))
+        .select(LtiPlatform::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Every registration of an issuer (an issuer may have many client_ids).
+pub fn platforms_of_issuer(
+    conn: &mut DbConn,
+    issuer: &str,
+) -> Result<Vec<LtiPlatform>, StoreError> {
+    Ok(lti_platforms::table
+        .filter(lti_platforms::issuer.eq(issuer))
+        .select(LtiPlatform::as_select())
+        .load(conn)?)
+}
+
+pub fn list_platforms(conn: &mut DbConn) -> Result<Vec<LtiPlatform>, StoreError> {
+    Ok(lti_platforms::table
+        .order((lti_platforms::name.asc(), lti_platforms::id.asc()))
+        .select(LtiPlatform::as_select())
+        .load(conn)?)
+}
+
+pub fn insert_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), StoreError> {
+    diesel::insert_into(lti_deployments::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), StoreError> {
+    diesel::update(lti_deployments::table.find(&row.id))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_deployment(
+    conn: &mut DbConn,
+    platform_id: &str,
+    deployment_id: &str,
+) -> Result<Option<LtiDeployment>, StoreError> {
+    Ok(lti_deployments::table
+        .filter(lti_deployments::platform_id.eq(platform_id))
+        .filter(lti_deployments::deployment_id.eq(deployment_id))
+        .select(LtiDeployment::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn deployments_of(
+    conn: &mut DbConn,
+    platform_id: &str,
+) -> Result<Vec<LtiDeployment>, StoreError> {
+    Ok(lti_deployments::table
+        .filter(lti_deployments::platform_id.eq(platform_id))
+        .order(lti_deployments::created_at.asc())
+        .select(LtiDeployment::as_select())
+        .load(conn)?)
+}
+
+pub fn insert_login_state(conn: &mut DbConn, row: &LtiLoginState) -> Result<(), StoreError> {
+    diesel::insert_into(lti_login_states::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_login_state(
+    conn: &mut DbConn,
+    state_hash: &str,
+) -> Result<Option<LtiLoginState>, StoreError> {
+    Ok(lti_login_states::table
+        .filter(lti_login_states::state_hash.eq(state_hash))
+        .select(LtiLoginState::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Marks a login state used; returns false if it was already used (a replay).
+pub fn consume_login_state(
+    conn: &mut DbConn,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        lti_login_states::table
+            .find(id)
+            .filter(lti_login_states::used_at.is_null()),
+    )
+    .set(lti_login_states::used_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Records a nonce as used; returns false if this platform already used it.
+pub fn use_nonce(
+    conn: &mut DbConn,
+    id: &str,
+    platform_id: &str,
+    nonce: &str,
+    expires_at: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let exists: i64 = lti_nonces::table
+        .filter(lti_nonces::platform_id.eq(platform_id))
+        .filter(lti_nonces::nonce.eq(nonce))
+        .count()
+        .get_result(conn)?;
+    if exists > 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(lti_nonces::table)
+        .values((
+            lti_nonces::id.eq(id),
+            lti_nonces::platform_id.eq(platform_id),
+            lti_nonces::nonce.eq(nonce),
+            lti_nonces::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Deletes expired login states, nonces, tickets and flight records.
+pub fn purge_expired(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StoreError> {
+    let mut n =
+        diesel::delete(lti_login_states::table.filter(lti_login_states::expires_at.lt(now)))
+            .execute(conn)?;
+    n += diesel::delete(lti_nonces::table.filter(lti_nonces::expires_at.lt(now))).execute(conn)?;
+    n +=
+        diesel::delete(lti_tickets::table.filter(lti_tickets::expires_at.lt(now))).execute(conn)?;
+    n += diesel::delete(lti_launches::table.filter(lti_launches::expires_at.lt(now)))
+        .execute(conn)?;
+    Ok(n)
+}
+
+pub fn find_resource_link(
+    conn: &mut DbConn,
+    platform_id: &str,
+    deployment_id: &str,
+    resource_link_id: &str,
+) -> Result<Option<LtiResourceLink>, StoreError> {
+    Ok(lti_resource_links::table
+        .filter(lti_resource_links::platform_id.eq(platform_id))
+        .filter(lti_resource_links::deployment_id.eq(deployment_id))
+        .filter(lti_resource_links::resource_link_id.eq(resource_link_id))
+        .select(LtiResourceLink::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn get_resource_link(
+    conn: &mut DbConn,
+    id: &str,
+) -> Result<Option<LtiResourceLink>, StoreError> {
+    Ok(lti_resource_links::table
+        .find(id)
+        .select(LtiResourceLink::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
+    diesel::insert_into(lti_resource_links::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
+    diesel::update(lti_resource_links::table.find(&row.id))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn record_launch(conn: &mut DbConn, row: &LtiLaunch) -> Result<(), StoreError> {
+    diesel::insert_into(lti_launches::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn recent_launches(
+    conn: &mut DbConn,
+    failures_only: bool,
+    page: Page,
+) -> Result<Vec<LtiLaunch>, StoreError> {
+    let mut q = lti_launches::table
+        .select(LtiLaunch::as_select())
+        .into_boxed();
+    if failures_only {
+        q = q.filter(lti_launches::outcome.ne("ok"));
+    }
+    Ok(q.order((lti_launches::at.desc(), lti_launches::id.desc()))
+        .limit(page.limit)
+        .offset(page.offset)
+        .load(conn)?)
+}
+
+pub fn insert_ticket(conn: &mut DbConn, row: &LtiTicket) -> Result<(), StoreError> {
+    diesel::insert_into(lti_tickets::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_ticket(conn: &mut DbConn, ticket_hash: &str) -> Result<Option<LtiTicket>, StoreError> {
+    Ok(lti_tickets::table
+        .filter(lti_tickets::ticket_hash.eq(ticket_hash))
+        .select(LtiTicket::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn consume_ticket(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        lti_tickets::table
+            .find(id)
+            .filter(lti_tickets::used_at.is_null()),
+    )
+    .set(lti_tickets::used_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn insert_deep_link_request(
+    conn: &mut DbConn,
+    row: &crate::models::LtiDeepLinkRequest,
+) -> Result<(), StoreError> {
+    diesel::insert_into(crate::schema::lti_deep_link_requests::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_deep_link_request(
+    conn: &mut DbConn,
+    id: &str,
+) -> Result<Option<crate::models::LtiDeepLinkRequest>, StoreError> {
+    use crate::schema::lti_deep_link_requests as t;
+    Ok(t::table
+        .find(id)
+        .select(crate::models::LtiDeepLinkRequest::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Marks a deep linking request answered; false if it already was.
+pub fn use_deep_link_request(
+    conn: &mut DbConn,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    use crate::schema::lti_deep_link_requests as t;
+    let n = diesel::update(t::table.find(id).filter(t::used_at.is_null()))
+        .set(t::used_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(n == 1)
+}

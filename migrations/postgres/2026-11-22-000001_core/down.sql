@@ -1,0 +1,11 @@
+DROP TABLE outbox;
+DROP TABLE audit_log;
+DROP TABLE settings;
+DROP TABLE sessions;
+DROP TABLE staff_users;
+DROP TABLE progress;
+DROP TABLE enrolments;
+DROP TABLE lessons;
+DROP TABLE courses;
+DROP TABLE learner_identities;
+DROP TABLE learners;

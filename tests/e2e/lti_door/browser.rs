@@ -1,0 +1,249 @@
+//! A real browser: headless Chromium over WebDriver with third-party cookies
+//! blocked. An LMS page on another site (`http://localhost:<platform>`)
+//! frames the tool (`http://127.0.0.1:<tool>`) and auto-posts the login
+//! initiation into the frame; the tool redirects to the platform's auth
+//! endpoint, which form-posts the id_token back; the learner must reach the
+//! course, in the frame or through the "Open in a new window" handoff, and
+//! the flight record must name the path taken.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`).
+//! Screenshots go to `$COURSEGATE_SCREENSHOTS` when set.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::{skip, Opts, Tool};
+
+const TEST: &str = "browser::a_framed_launch_reaches_the_course_with_third_party_cookies_blocked";
+
+fn find_exe(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|n| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+/// chromedriver, killed (by its own pid) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_driver(exe: &PathBuf) -> Result<Driver, String> {
+    let port = free_port();
+    let child = Command::new(exe)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let d = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{}/status", d.url)).send().await {
+            if r.status().is_success() {
+                return Ok(d);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("chromedriver did not become ready in 10 s".into())
+}
+
+async fn connect(
+    driver: &Driver,
+    chromium: &std::path::Path,
+    profile: &std::path::Path,
+) -> Result<Client, String> {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.display()),
+                // Block third-party cookies (as Safari and Chrome's phase-out do).
+                "--test-third-party-cookie-phaseout",
+            ],
+            "prefs": {
+                "profile.block_third_party_cookies": true,
+                // 1 = block third-party cookies (Settings › Privacy › Third-party cookies).
+                "profile.cookie_controls_mode": 1,
+            },
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .map_err(|e| format!("cannot open a Chromium session: {e}"))
+}
+
+struct Shots(Option<PathBuf>);
+
+impl Shots {
+    async fn take(&self, c: &Client, name: &str) {
+        if let Some(dir) = &self.0 {
+            std::fs::create_dir_all(dir).unwrap();
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("lti-{name}.png")), png).unwrap();
+        }
+    }
+}
+
+/// Polls the current frame's page source until `pred` holds (20 s at most).
+async fn wait_source(c: &Client, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(s) = c.source().await {
+            if pred(&s) {
+                return s;
+            }
+            last = s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}; last page: {last}");
+}
+
+#[actix_web::test]
+async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
+    let (Some(chromium), Some(chromedriver)) = (
+        find_exe(&["chromium", "chromium-browser", "google-chrome"]),
+        find_exe(&["chromedriver"]),
+    ) else {
+        skip(TEST, "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let driver = match start_driver(&chromedriver).await {
+        Ok(d) => d,
+        Err(e) => return skip(TEST, &e),
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let c = match connect(&driver, &chromium, profile.path()).await {
+        Ok(c) => c,
+        Err(e) => return skip(TEST, &e),
+    };
+    let shots = Shots(std::env::var_os("COURSEGATE_SCREENSHOTS").map(PathBuf::from));
+    let tool = Tool::start(Opts::default()).await;
+    // The LMS is another site than the tool: localhost vs 127.0.0.1.
+    let lms = format!("http://localhost:{}/lms", tool.platform.port);
+    assert!(!lms.contains(&tool.base));
+
+    c.goto(&lms).await.unwrap();
+    let main_window = c.window().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("iframe#tool"))
+        .await
+        .unwrap();
+    // Inside the frame: login → platform auth → launch → continue.
+    c.enter_frame(0).await.unwrap();
+    let frame = wait_source(&c, "the course or the new-window page in the frame", |s| {
+        s.contains("Open in a new window") || s.contains("<h1>Intro") || s.contains(">Intro<")
+    })
+    .await;
+    c.enter_parent_frame().await.unwrap();
+    shots.take(&c, "1-lms-frame").await;
+
+    let launch = tool
+        .flights()
+        .into_iter()
+        .find(|r| r.step == "launch")
+        .expect("a launch flight record");
+    assert_eq!(launch.outcome, "ok", "{:?}", launch.reason);
+    let path = launch.state_path.clone().unwrap_or_default();
+
+    if frame.contains("Open in a new window") {
+        // The frame could keep no cookie: the record says so, and the
+        // one-time ticket moves the sign-in into a first-party window.
+        assert_eq!(
+            path, "ticket",
+            "a handoff page but the flight record says {path}"
+        );
+        c.enter_frame(0).await.unwrap();
+        c.find(Locator::LinkText("Open in a new window"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.enter_parent_frame().await.unwrap();
+        let mut new_window = None;
+        for _ in 0..100 {
+            let ws = c.windows().await.unwrap();
+            if let Some(w) = ws.into_iter().find(|w| *w != main_window) {
+                new_window = Some(w);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.switch_to_window(new_window.expect("the new window opened"))
+            .await
+            .unwrap();
+        wait_source(&c, "the handoff page", |s| {
+            s.contains("Continue to your course")
+        })
+        .await;
+        shots.take(&c, "2-new-window-handoff").await;
+        c.find(Locator::Css("form[action^='/lti/handoff/'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_source(&c, "the course in the new window", |s| {
+            s.contains("Intro") && s.contains("One")
+        })
+        .await;
+        let url = c.current_url().await.unwrap();
+        assert_eq!(url.path(), "/courses/intro", "{url}");
+        assert_eq!(url.host_str(), Some("127.0.0.1"));
+        shots.take(&c, "3-course-new-window").await;
+    } else {
+        // The frame kept its cookie (only possible where the browser lets
+        // the tool's cookie through): the record must say so.
+        assert!(
+            path == "cookie" || path == "partitioned",
+            "the course opened in the frame but the flight record says {path}"
+        );
+        shots.take(&c, "2-course-in-frame").await;
+    }
+    let mut err = std::io::stderr();
+    let _ = std::io::Write::write_all(
+        &mut err,
+        format!("browser launch path: {path}\n").as_bytes(),
+    );
+    c.close().await.unwrap();
+    drop(driver);
+}

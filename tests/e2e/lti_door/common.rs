@@ -1,0 +1,549 @@
+//! The harness shared by the LTI door tests: a real Coursegate server
+//! (`AppState::new` + `app::start`) on loopback, on SQLite or on a fresh
+//! PostgreSQL schema, and a loopback test platform that serves its JWKS and
+//! an OIDC authorisation endpoint which form-posts a freshly minted id_token
+//! back to the tool (as an LMS does).
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    net::TcpListener,
+    sync::{Arc, Mutex},
+};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::{TimeZone, Utc};
+use coursegate_core::{
+    courses::{self, LinkPolicy, NewCourse, NewLesson},
+    lti::{self as core_lti, DeploymentPolicy, NewPlatform},
+    types::Slug,
+    Clock, ManualClock, Store, SystemClock,
+};
+use coursegate_lti::testing::{self, TokenMinter};
+use coursegate_server::{app::AppState, config::Config};
+use coursegate_store::StoreOptions;
+
+pub const LEARNER: &str = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner";
+pub const INSTRUCTOR: &str = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor";
+pub const CLAIM: &str = "https://purl.imsglobal.org/spec/lti/claim/";
+
+/// The full name of an LTI claim (`claim("roles")`).
+pub fn claim(name: &str) -> String {
+    format!("{CLAIM}{name}")
+}
+
+/// True when running under CI (`CI=true`): skipping is then a failure.
+pub fn under_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// Skips a test loudly: written to the real stderr (not captured by libtest),
+/// and a panic under `CI=true`, where nothing may be skipped.
+pub fn skip(test: &str, why: &str) {
+    if under_ci() {
+        panic!("{test}: cannot run under CI=true: {why}");
+    }
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "\n*** SKIPPED {test}: {why} (this test fails instead under CI=true) ***\n"
+    );
+}
+
+/// Which database the tool runs on.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite,
+    /// A PostgreSQL URL; the tool gets a fresh schema that is dropped afterwards.
+    Postgres(String),
+}
+
+impl Db {
+    /// PostgreSQL from `TEST_DATABASE_URL`, if set.
+    pub fn postgres_from_env() -> Option<Db> {
+        std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .map(Db::Postgres)
+    }
+}
+
+pub struct Opts {
+    pub db: Db,
+    pub policy: DeploymentPolicy,
+    /// The wall clock instead of a manual one (for platforms that sign with real time).
+    pub system_clock: bool,
+    /// Register the loopback test platform (off when a test registers its own).
+    pub register_test_platform: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            db: Db::Sqlite,
+            policy: DeploymentPolicy::Reject,
+            system_clock: false,
+            register_test_platform: true,
+        }
+    }
+}
+
+/// The loopback test platform: JWKS at `/jwks`, OIDC authorisation at
+/// `/auth` (mints an id_token with the received nonce and posts it, with the
+/// state, to the redirect_uri), and at `/lms` an LMS course page on the
+/// `http://localhost` origin that frames the tool.
+pub struct Platform {
+    pub port: u16,
+    pub jwks_url: String,
+    /// Registered auth URL (on `localhost`, so a browser sees another site than the tool's 127.0.0.1).
+    pub auth_url: String,
+}
+
+#[derive(Clone)]
+struct PlatformState {
+    clock: Arc<dyn Clock>,
+    tool_base: Arc<Mutex<String>>,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An HTML page that posts `fields` to `action` (into `target` when given) at once.
+pub fn autopost(action: &str, target: Option<&str>, fields: &[(&str, &str)]) -> String {
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                html_escape(k),
+                html_escape(v)
+            )
+        })
+        .collect();
+    let target = target
+        .map(|t| format!(" target=\"{}\"", html_escape(t)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>posting</title></head><body>\
+         <form id=\"f\" method=\"post\" action=\"{}\"{target}>{inputs}\
+         <noscript><button>Continue</button></noscript></form>\
+         <script>document.getElementById('f').submit()</script></body></html>",
+        html_escape(action)
+    )
+}
+
+async fn platform_auth(st: web::Data<PlatformState>, req: HttpRequest) -> HttpResponse {
+    let q: HashMap<String, String> =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+    for (k, v) in [
+        ("scope", "openid"),
+        ("response_type", "id_token"),
+        ("response_mode", "form_post"),
+        ("prompt", "none"),
+        ("client_id", testing::CLIENT_ID),
+    ] {
+        if q.get(k).map(String::as_str) != Some(v) {
+            return HttpResponse::BadRequest().body(format!("platform: bad {k}"));
+        }
+    }
+    let (Some(redirect), Some(state), Some(nonce)) =
+        (q.get("redirect_uri"), q.get("state"), q.get("nonce"))
+    else {
+        return HttpResponse::BadRequest().body("platform: redirect_uri, state and nonce required");
+    };
+    // The platform only posts to the redirect URI registered for the tool.
+    let expected = format!("{}/lti/launch", st.tool_base.lock().unwrap());
+    if *redirect != expected {
+        return HttpResponse::BadRequest().body("platform: unregistered redirect_uri");
+    }
+    let sub = q
+        .get("login_hint")
+        .cloned()
+        .unwrap_or_else(|| "user-0001".into());
+    let token = TokenMinter::new(st.clock.now())
+        .nonce(nonce)
+        .claim("sub", sub)
+        .claim(&claim("target_link_uri"), redirect.clone())
+        .roles(&[LEARNER])
+        .mint();
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(autopost(
+            redirect,
+            None,
+            &[("id_token", &token), ("state", state)],
+        ))
+}
+
+/// The LMS course page: frames the tool and starts the launch in the frame
+/// with an auto-posted login initiation form.
+async fn platform_lms(st: web::Data<PlatformState>) -> HttpResponse {
+    let tool = st.tool_base.lock().unwrap().clone();
+    let login = format!("{tool}/lti/login");
+    let launch = format!("{tool}/lti/launch");
+    let form = autopost(
+        &login,
+        Some("tool"),
+        &[
+            ("iss", testing::ISSUER),
+            ("login_hint", "browser-learner"),
+            ("target_link_uri", &launch),
+            ("client_id", testing::CLIENT_ID),
+            ("lti_deployment_id", testing::DEPLOYMENT_ID),
+        ],
+    );
+    // The form page itself goes in a hidden helper frame's srcdoc-less twin:
+    // simplest is to put the form in this page and target the named iframe.
+    let body = form.replace(
+        "<body>",
+        "<body><h1>Test LMS course</h1>\
+         <iframe name=\"tool\" id=\"tool\" style=\"width:900px;height:600px\"></iframe>",
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+impl Platform {
+    pub async fn start(clock: Arc<dyn Clock>) -> (Platform, Arc<Mutex<String>>) {
+        let tool_base = Arc::new(Mutex::new(String::new()));
+        let st = PlatformState {
+            clock,
+            tool_base: tool_base.clone(),
+        };
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let srv = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(st.clone()))
+                .route(
+                    "/jwks",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .insert_header(("Cache-Control", "max-age=300"))
+                            .json(testing::platform_jwks())
+                    }),
+                )
+                .route("/auth", web::get().to(platform_auth))
+                .route("/lms", web::get().to(platform_lms))
+        })
+        .listen(l)
+        .unwrap()
+        .workers(1)
+        .run();
+        tokio::spawn(srv);
+        let base = format!("http://127.0.0.1:{port}");
+        (
+            Platform {
+                jwks_url: format!("{base}/jwks"),
+                auth_url: format!("http://localhost:{port}/auth"),
+                port,
+            },
+            tool_base,
+        )
+    }
+}
+
+/// A running tool (one instance; [`Tool::another_instance`] adds more on the same database).
+pub struct Tool {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub manual: ManualClock,
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub platform: Platform,
+    db: Db,
+    pg_schema: Option<String>,
+    env: HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn store_for(db: &Db, dir: &std::path::Path, schema: Option<&str>) -> Store {
+    let (url, opts) = match db {
+        Db::Sqlite => (
+            format!("sqlite://{}/t.db", dir.display()),
+            StoreOptions::default(),
+        ),
+        Db::Postgres(u) => (
+            u.clone(),
+            StoreOptions {
+                pg_schema: schema.map(str::to_string),
+                ..Default::default()
+            },
+        ),
+    };
+    let store = Store::connect(&url, opts).unwrap();
+    store.migrate().unwrap();
+    store
+}
+
+fn base_env(dir: &std::path::Path, db: &Db, addr: std::net::SocketAddr) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert(
+        "COURSEGATE_SECRET".into(),
+        "test-secret-0123456789-0123456789-abcdef".into(),
+    );
+    env.insert("COURSEGATE_BIND".into(), addr.to_string());
+    env.insert(
+        "COURSEGATE_DATABASE_URL".into(),
+        match db {
+            Db::Sqlite => format!("sqlite://{}/t.db", dir.display()),
+            Db::Postgres(u) => u.clone(),
+        },
+    );
+    env.insert(
+        "COURSEGATE_KEYS_DIR".into(),
+        format!("{}/jwks", dir.display()),
+    );
+    env
+}
+
+pub fn cookie_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+impl Tool {
+    pub async fn start(opts: Opts) -> Tool {
+        let dir = tempfile::tempdir().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let env = base_env(dir.path(), &opts.db, addr);
+        let config = Config::load_from(&env, None).unwrap();
+        let pg_schema = match opts.db {
+            Db::Postgres(_) => Some(format!("lti_{}", uuid::Uuid::new_v4().simple())),
+            Db::Sqlite => None,
+        };
+        let store = store_for(&opts.db, dir.path(), pg_schema.as_deref());
+        let manual = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap());
+        let clock: Arc<dyn Clock> = if opts.system_clock {
+            Arc::new(SystemClock)
+        } else {
+            Arc::new(manual.clone())
+        };
+        let (platform, tool_base) = Platform::start(clock.clone()).await;
+        let base = format!("http://{addr}");
+        *tool_base.lock().unwrap() = base.clone();
+        let now = clock.now();
+        let (jwks_url, auth_url) = (platform.jwks_url.clone(), platform.auth_url.clone());
+        let policy = opts.policy;
+        let register = opts.register_test_platform;
+        store
+            .write_blocking(move |tx| {
+                courses::create(
+                    tx,
+                    now,
+                    NewCourse {
+                        slug: Slug::parse("intro").unwrap(),
+                        title: "Intro".into(),
+                        summary: String::new(),
+                        published: true,
+                        graded: true,
+                        link_policy: LinkPolicy::Access,
+                        default_access_days: None,
+                        lessons: vec![NewLesson::from_markdown("# One\n\nHello", "One")],
+                    },
+                )?;
+                if register {
+                    core_lti::add_platform(
+                        tx,
+                        now,
+                        NewPlatform {
+                            issuer: testing::ISSUER.into(),
+                            client_id: testing::CLIENT_ID.into(),
+                            name: Some("Test LMS".into()),
+                            auth_url,
+                            token_url: "http://127.0.0.1:9/token".into(),
+                            jwks_url,
+                            audience: None,
+                            customer: None,
+                            lms: None,
+                            unknown_deployments: policy,
+                            deployment_ids: vec![testing::DEPLOYMENT_ID.into()],
+                        },
+                    )?;
+                }
+                Ok::<_, coursegate_core::CoreError>(())
+            })
+            .unwrap();
+        let state = AppState::new(store.clone(), clock.clone(), config);
+        coursegate_server::app::start(state, l, 1).unwrap();
+        Tool {
+            base,
+            client: cookie_client(),
+            manual,
+            clock,
+            store,
+            platform,
+            db: opts.db,
+            pg_schema,
+            env,
+            _dir: dir,
+        }
+    }
+
+    /// Starts another server instance on the same database (its own pool,
+    /// its own key cache, the same secret and keys directory); returns its base URL.
+    pub async fn another_instance(&self) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut env = self.env.clone();
+        env.insert("COURSEGATE_BIND".into(), addr.to_string());
+        // Same public address as the first: behind one load balancer.
+        env.insert("COURSEGATE_BASE_URL".into(), self.base.clone());
+        let config = Config::load_from(&env, None).unwrap();
+        let store = store_for(&self.db, self._dir.path(), self.pg_schema.as_deref());
+        let state = AppState::new(store, self.clock.clone(), config);
+        coursegate_server::app::start(state, l, 1).unwrap();
+        format!("http://{addr}")
+    }
+
+    pub fn launch_url(&self) -> String {
+        format!("{}/lti/launch", self.base)
+    }
+
+    /// Login initiation (GET) on `base`; returns (state, nonce) from the redirect to the platform.
+    pub async fn login_at(&self, client: &reqwest::Client, base: &str) -> (String, String) {
+        let res = client
+            .get(format!("{base}/lti/login"))
+            .query(&[
+                ("iss", testing::ISSUER),
+                ("login_hint", "user-0001"),
+                ("target_link_uri", &self.launch_url()),
+                ("client_id", testing::CLIENT_ID),
+                ("lti_deployment_id", testing::DEPLOYMENT_ID),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            302,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let loc = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(loc.as_str().starts_with(&self.platform.auth_url), "{loc}");
+        let q: HashMap<String, String> = loc.query_pairs().into_owned().collect();
+        assert_eq!(q["redirect_uri"], self.launch_url());
+        (q["state"].clone(), q["nonce"].clone())
+    }
+
+    pub async fn login(&self) -> (String, String) {
+        self.login_at(&self.client, &self.base).await
+    }
+
+    /// A valid learner launch token for `nonce`, addressed to this tool.
+    pub fn minter(&self, nonce: &str) -> TokenMinter {
+        TokenMinter::new(self.clock.now())
+            .nonce(nonce)
+            .claim(&claim("target_link_uri"), self.launch_url())
+            .roles(&[LEARNER])
+    }
+
+    pub async fn launch_at(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        id_token: &str,
+        state: &str,
+    ) -> reqwest::Response {
+        client
+            .post(format!("{base}/lti/launch"))
+            .form(&[("id_token", id_token), ("state", state)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn launch(&self, id_token: &str, state: &str) -> reqwest::Response {
+        self.launch_at(&self.client, &self.base, id_token, state)
+            .await
+    }
+
+    /// After an accepted launch (303 to /lti/continue/…): follows it with
+    /// the same cookie jar and returns where the learner ends up.
+    pub async fn follow_to_course(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        res: reqwest::Response,
+    ) -> String {
+        assert_eq!(
+            res.status(),
+            303,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let cont = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(cont.starts_with("/lti/continue/ltk_"), "{cont}");
+        let res = client.get(format!("{base}{cont}")).send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            303,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let to = res.headers()["location"].to_str().unwrap().to_string();
+        let page = client.get(format!("{base}{to}")).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{to}");
+        let body = page.text().await.unwrap();
+        assert!(body.contains("Intro"), "{to}: {body}");
+        to
+    }
+
+    /// Flight records, newest first.
+    pub fn flights(&self) -> Vec<coursegate_store::models::LtiLaunch> {
+        self.store
+            .read_blocking(|tx| {
+                coursegate_store::repo::lti::recent_launches(
+                    tx,
+                    false,
+                    coursegate_store::repo::Page {
+                        limit: 1000,
+                        offset: 0,
+                    },
+                )
+            })
+            .unwrap()
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        if self.pg_schema.is_some() {
+            if let Err(e) = self.store.drop_pg_schema() {
+                let _ = writeln!(std::io::stderr(), "could not drop the test schema: {e}");
+            }
+        }
+    }
+}
+
+/// The `X-Error-Code` header of a refusal.
+pub fn code(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("x-error-code")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Asserts a refusal: a 4xx status (never 2xx, 3xx or 5xx) with exactly this code.
+pub async fn assert_refused(res: reqwest::Response, expected: &str, what: &str) {
+    let status = res.status();
+    let got = code(&res);
+    let body = res.text().await.unwrap_or_default();
+    assert!(
+        status.is_client_error(),
+        "{what}: expected a 4xx refusal {expected}, got HTTP {status} ({got}): {body}"
+    );
+    assert_eq!(got, expected, "{what}: HTTP {status}: {body}");
+}

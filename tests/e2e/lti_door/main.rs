@@ -1,0 +1,13 @@
+//! The LTI 1.3 door end to end, beyond `lti_launch.rs`: every rejection
+//! reason, the certification's valid variants, replays, two instances on one
+//! PostgreSQL, a real Chromium with third-party cookies blocked, and interop
+//! with an independent platform implementation (PyPI `lti1p3platform`).
+//!
+//! Tests that need something this machine may lack (PostgreSQL, Chromium,
+//! python3) skip loudly on stderr, and fail instead under `CI=true`.
+
+mod browser;
+mod common;
+mod conformance;
+mod interop;
+mod two_instances;
