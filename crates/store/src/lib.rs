@@ -89,10 +89,20 @@ impl Store {
             conn::Manager::new(url.clone(), options.busy_timeout, options.pg_schema.clone());
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
-            .min_idle(Some(1))
+            // No background top-up: connections open on demand and stay
+            // pooled. A replenishing thread still inside libpq's connect when
+            // a short-lived process (a CLI command, a test) exits races
+            // OpenSSL's exit handlers and can kill the process with a signal.
+            .min_idle(Some(0))
             .connection_timeout(options.connect_timeout)
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?;
+        // Open one connection now, so an unreachable database is reported at
+        // start and not on the first request.
+        drop(
+            pool.get()
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?,
+        );
         Ok(Self { pool, url, options })
     }
 
