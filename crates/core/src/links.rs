@@ -421,6 +421,23 @@ pub fn find(tx: &mut Tx, secret: &Secret, token: &str) -> Result<Option<MagicLin
     Ok(repo::links::find_by_hash(tx, &hash(secret, token))?)
 }
 
+/// [`find`] for a use case that changes the link's counters (redemption):
+/// the row stays locked until the transaction ends, so on PostgreSQL parallel
+/// requests cannot each see "2 of 3 redemptions used" and all pass.
+fn find_for_update(
+    tx: &mut Tx,
+    secret: &Secret,
+    token: &str,
+) -> Result<Option<MagicLink>, CoreError> {
+    if !(tokens::looks_like(LEARNER_PREFIX, token) || tokens::looks_like(STAFF_PREFIX, token)) {
+        return Ok(None);
+    }
+    Ok(repo::links::find_by_hash_for_update(
+        tx,
+        &hash(secret, token),
+    )?)
+}
+
 fn destination_of(link: &MagicLink) -> Result<Option<Destination>, CoreError> {
     if link.purpose == "staff" {
         return Ok(None);
@@ -570,7 +587,7 @@ pub fn redeem(
     token: &str,
     req: RedeemRequest,
 ) -> Result<Redeemed, CoreError> {
-    let link = find(tx, secret, token)?.ok_or(LinkRefusal::Invalid.into_error())?;
+    let link = find_for_update(tx, secret, token)?.ok_or(LinkRefusal::Invalid.into_error())?;
     if let Err(r) = check(&link, now, settings) {
         audit::record(
             tx,
@@ -648,7 +665,7 @@ pub fn redeem_with_code(
     code: &str,
     req: RedeemRequest,
 ) -> Result<Redeemed, CoreError> {
-    let link = find(tx, secret, token)?.ok_or(LinkRefusal::Invalid.into_error())?;
+    let link = find_for_update(tx, secret, token)?.ok_or(LinkRefusal::Invalid.into_error())?;
     check(&link, now, settings).map_err(LinkRefusal::into_error)?;
     let row = verify_code(
         tx,
@@ -816,12 +833,13 @@ pub fn verify_code(
     client: &ClientInfo,
 ) -> Result<SigninCode, CoreError> {
     let n = now.naive_utc();
-    let mut row = repo::links::latest_code(tx, browser_hash, purpose)?.ok_or_else(|| {
-        CoreError::refused(
-            "code_missing",
-            "There is no code waiting for this browser. Ask for a new one.",
-        )
-    })?;
+    let mut row =
+        repo::links::latest_code_for_update(tx, browser_hash, purpose)?.ok_or_else(|| {
+            CoreError::refused(
+                "code_missing",
+                "There is no code waiting for this browser. Ask for a new one.",
+            )
+        })?;
     if n >= row.expires_at {
         return Err(CoreError::refused(
             "code_expired",

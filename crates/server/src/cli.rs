@@ -842,6 +842,10 @@ async fn serve_with(config: Config, store: Store) -> anyhow::Result<()> {
         let mail_config = coursegate_mail::MailConfig::from_url(data.config.smtp_url.as_deref())
             .map_err(|e| anyhow::anyhow!("COURSEGATE_SMTP_URL: {e}"))?
             .with_from(data.config.mail_from.clone());
+        let mail_config = match &data.config.dkim {
+            Some(dkim) => mail_config.with_dkim(dkim.clone()),
+            None => mail_config,
+        };
         let mail_config = if mail_config.is_dev_file_transport() {
             let dir = data.config.data_dir.join("mail");
             tracing::warn!(

@@ -51,6 +51,10 @@ struct FileConfig {
     link_stepup_days: Option<i64>,
     mail_poll_secs: Option<i64>,
     api_rate_limit_per_minute: Option<i64>,
+    dkim_key_file: Option<String>,
+    dkim_selector: Option<String>,
+    dkim_domain: Option<String>,
+    dkim_algorithm: Option<String>,
 }
 
 #[derive(Clone)]
@@ -81,6 +85,8 @@ pub struct Config {
     /// Requests per minute allowed to one API key (counted in the database,
     /// so the budget is shared by every instance).
     pub api_rate_limit: coursegate_core::api_keys::RateLimit,
+    /// DKIM signing of outgoing mail, when a key file is configured.
+    pub dkim: Option<coursegate_mail::DkimSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -268,6 +274,50 @@ impl Config {
             ));
         }
 
+        let dkim = match s("DKIM_KEY_FILE", file.dkim_key_file)? {
+            None => None,
+            Some(key_file) => {
+                let key_file = PathBuf::from(key_file);
+                if !key_file.is_file() {
+                    return Err(err(
+                        "COURSEGATE_DKIM_KEY_FILE",
+                        format!("{} is not a readable file", key_file.display()),
+                    ));
+                }
+                let selector = s("DKIM_SELECTOR", file.dkim_selector)?.ok_or_else(|| {
+                    err(
+                        "COURSEGATE_DKIM_SELECTOR",
+                        "is required with COURSEGATE_DKIM_KEY_FILE (the DNS label before ._domainkey)",
+                    )
+                })?;
+                let domain = match s("DKIM_DOMAIN", file.dkim_domain)? {
+                    Some(d) => d,
+                    None => mail_from
+                        .rsplit('@')
+                        .next()
+                        .map(|d| d.trim_end_matches('>').trim().to_string())
+                        .filter(|d| !d.is_empty())
+                        .ok_or_else(|| err("COURSEGATE_DKIM_DOMAIN", "is required"))?,
+                };
+                let algorithm = match s("DKIM_ALGORITHM", file.dkim_algorithm)?.as_deref() {
+                    None | Some("rsa") => coursegate_mail::DkimAlgorithm::Rsa,
+                    Some("ed25519") => coursegate_mail::DkimAlgorithm::Ed25519,
+                    Some(o) => {
+                        return Err(err(
+                            "COURSEGATE_DKIM_ALGORITHM",
+                            format!("must be rsa or ed25519, got {o:?}"),
+                        ))
+                    }
+                };
+                Some(coursegate_mail::DkimSettings {
+                    selector,
+                    domain,
+                    key_file,
+                    algorithm,
+                })
+            }
+        };
+
         let secret = match s("SECRET", file.secret)? {
             Some(v) => Secret::new(v.into_bytes()).ok_or_else(|| {
                 err("COURSEGATE_SECRET", "must be at least 32 bytes; generate one with `openssl rand -base64 48`")
@@ -336,6 +386,7 @@ impl Config {
             base_url,
             smtp_url,
             mail_from,
+            dkim,
             keys_dir: PathBuf::from(s("KEYS_DIR", file.keys_dir)?.unwrap_or_else(|| "jwks".into())),
             data_dir: PathBuf::from(s("DATA_DIR", file.data_dir)?.unwrap_or_else(|| "data".into())),
             secret,
@@ -447,6 +498,46 @@ mod tests {
         }
         let got = Config::load_from(&env(&[]), None).unwrap_err();
         assert_eq!(got.setting, "COURSEGATE_SECRET");
+    }
+
+    #[test]
+    fn dkim_settings_are_checked_and_default_to_the_sender_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("dkim.pem");
+        std::fs::write(&key, "not checked here").unwrap();
+        let key = key.to_str().unwrap();
+        let base = [
+            ("COURSEGATE_SECRET", SECRET),
+            ("COURSEGATE_MAIL_FROM", "Academy <learn@academy.example>"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            Config::load_from(&env(&all), None)
+        };
+        let c = with(&[
+            ("COURSEGATE_DKIM_KEY_FILE", key),
+            ("COURSEGATE_DKIM_SELECTOR", "cg1"),
+        ])
+        .unwrap();
+        let d = c.dkim.unwrap();
+        assert_eq!(
+            (d.selector.as_str(), d.domain.as_str()),
+            ("cg1", "academy.example")
+        );
+        assert_eq!(d.algorithm, coursegate_mail::DkimAlgorithm::Rsa);
+        assert!(with(&[]).unwrap().dkim.is_none());
+        let e = with(&[("COURSEGATE_DKIM_KEY_FILE", key)]).unwrap_err();
+        assert_eq!(e.setting, "COURSEGATE_DKIM_SELECTOR");
+        let e = with(&[("COURSEGATE_DKIM_KEY_FILE", "/nonexistent/dkim.pem")]).unwrap_err();
+        assert_eq!(e.setting, "COURSEGATE_DKIM_KEY_FILE");
+        let e = with(&[
+            ("COURSEGATE_DKIM_KEY_FILE", key),
+            ("COURSEGATE_DKIM_SELECTOR", "cg1"),
+            ("COURSEGATE_DKIM_ALGORITHM", "dsa"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.setting, "COURSEGATE_DKIM_ALGORITHM");
     }
 
     #[test]

@@ -744,3 +744,64 @@ async fn sign_out_everywhere_ends_every_session() {
         (401, "not_signed_in".into())
     );
 }
+
+/// Parallel requests cannot stretch the limits: on PostgreSQL the link and
+/// code rows are locked for the transaction that counts them.
+#[actix_web::test]
+async fn parallel_redemptions_and_guesses_respect_the_limits() {
+    for pg in backends() {
+        let app = App::spawn(pg).await;
+        let l = app.learner("pa@example.com", &[("safety", None)]);
+        app.issue(&l, Some("safety"), Some("once"));
+        let link = app
+            .deliver_one("pa@example.com")
+            .await
+            .find_link(&app.base)
+            .unwrap();
+        let tries = (0..8).map(|_| {
+            let link = link.clone();
+            async move { redeem(&client(), &link).await.status().as_u16() }
+        });
+        let mut statuses = futures_util::future::join_all(tries).await;
+        statuses.sort_unstable();
+        assert_eq!(statuses, [303, 303, 303, 410, 410, 410, 410, 410]);
+        assert_eq!(app.audit_count("link.redeemed"), 3);
+
+        app.clock.advance(Duration::minutes(2));
+        let c = client();
+        app.signin(&c, "pa@example.com", "").await;
+        let right = app.deliver_one("pa@example.com").await.find_code().unwrap();
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let page = c
+            .get(app.url("/signin/sent"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&page);
+        let guesses = (0..12).map(|_| {
+            let (c, csrf, url) = (c.clone(), csrf.clone(), app.url("/signin/code"));
+            async move {
+                let r = c
+                    .post(url)
+                    .form(&[("csrf", csrf.as_str()), ("code", wrong)])
+                    .send()
+                    .await
+                    .unwrap();
+                code(&r)
+            }
+        });
+        let mut codes = futures_util::future::join_all(guesses).await;
+        codes.sort();
+        let invalid = codes.iter().filter(|c| *c == "code_invalid").count();
+        let locked = codes.iter().filter(|c| *c == "code_locked").count();
+        assert_eq!((invalid, locked), (4, 8), "{codes:?}");
+        assert_eq!(app.audit_count("code.failed"), 5);
+    }
+}

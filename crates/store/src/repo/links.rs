@@ -68,6 +68,25 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<MagicL
         .optional()?)
 }
 
+/// Like [`find_by_hash`], for a write transaction that will change the link's
+/// counters: on PostgreSQL the row stays locked (`FOR UPDATE`) until the
+/// transaction ends, so concurrent redemptions are counted one after another.
+/// SQLite needs no lock: `BEGIN IMMEDIATE` already admits one writer at a time.
+pub fn find_by_hash_for_update(
+    conn: &mut DbConn,
+    token_hash: &str,
+) -> Result<Option<MagicLink>, StoreError> {
+    match conn {
+        DbConn::Postgres(c) => Ok(magic_links::table
+            .filter(magic_links::token_hash.eq(token_hash))
+            .select(MagicLink::as_select())
+            .for_update()
+            .first(c)
+            .optional()?),
+        DbConn::Sqlite(_) => find_by_hash(conn, token_hash),
+    }
+}
+
 /// Marks every live (not revoked, not superseded) learner link of `kind`
 /// for the learner — and, for access links, for the enrolment — superseded.
 pub fn supersede_learner_links(
@@ -201,6 +220,28 @@ pub fn latest_code(
         .optional()?)
 }
 
+/// [`latest_code`] for a transaction that will count an attempt: the row is
+/// locked on PostgreSQL so parallel guesses are counted one by one (see
+/// [`find_by_hash_for_update`]).
+pub fn latest_code_for_update(
+    conn: &mut DbConn,
+    browser_hash: &str,
+    purpose: &str,
+) -> Result<Option<SigninCode>, StoreError> {
+    match conn {
+        DbConn::Postgres(c) => Ok(signin_codes::table
+            .filter(signin_codes::browser_hash.eq(browser_hash))
+            .filter(signin_codes::purpose.eq(purpose))
+            .filter(signin_codes::used_at.is_null())
+            .order((signin_codes::created_at.desc(), signin_codes::id.desc()))
+            .select(SigninCode::as_select())
+            .for_update()
+            .first(c)
+            .optional()?),
+        DbConn::Sqlite(_) => latest_code(conn, browser_hash, purpose),
+    }
+}
+
 /// Invalidates the unused codes of a browser and purpose (a new code replaces them).
 pub fn retire_codes(
     conn: &mut DbConn,
@@ -275,10 +316,19 @@ pub fn hit(
                 .execute(c)?;
         }
     }
-    let row: RateLimit = rate_limits::table
-        .find(key)
-        .select(RateLimit::as_select())
-        .first(conn)?;
+    // Locked on PostgreSQL so that parallel hits on one key are counted one
+    // after another (SQLite's BEGIN IMMEDIATE already serialises writers).
+    let row: RateLimit = match conn {
+        DbConn::Postgres(c) => rate_limits::table
+            .find(key)
+            .select(RateLimit::as_select())
+            .for_update()
+            .first(c)?,
+        DbConn::Sqlite(c) => rate_limits::table
+            .find(key)
+            .select(RateLimit::as_select())
+            .first(c)?,
+    };
     if row.window_start + window <= now {
         diesel::update(rate_limits::table.find(key))
             .set((rate_limits::window_start.eq(now), rate_limits::count.eq(1)))
