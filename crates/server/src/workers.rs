@@ -34,6 +34,11 @@ pub fn spawn_maintenance(
                         + coursegate_store::repo::api::purge_counters(
                             tx,
                             (now - chrono::Duration::hours(1)).naive_utc(),
+                        )?
+                        // The longest sign-in window is one hour.
+                        + coursegate_store::repo::links::purge_rate_limits(
+                            tx,
+                            (now - chrono::Duration::hours(2)).naive_utc(),
                         )?;
                     Ok::<_, coursegate_store::StoreError>((n, s))
                 })

@@ -138,26 +138,43 @@ async fn wait_source(c: &Client, what: &str, pred: impl Fn(&str) -> bool) -> Str
 
 #[actix_web::test]
 async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
+    framed_launch(TEST, false).await;
+}
+
+/// The same frame, on an LMS that offers platform storage
+/// (`lti_storage_target`): the state check travels by postMessage instead of
+/// the cookie the browser drops, and the flight record says `storage`.
+#[actix_web::test]
+async fn a_framed_launch_keeps_its_state_in_the_platforms_storage() {
+    framed_launch(
+        "browser::a_framed_launch_keeps_its_state_in_the_platforms_storage",
+        true,
+    )
+    .await;
+}
+
+async fn framed_launch(test: &str, storage: bool) {
     let (Some(chromium), Some(chromedriver)) = (
         find_exe(&["chromium", "chromium-browser", "google-chrome"]),
         find_exe(&["chromedriver"]),
     ) else {
-        skip(TEST, "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
+        skip(test, "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
         return;
     };
     let driver = match start_driver(&chromedriver).await {
         Ok(d) => d,
-        Err(e) => return skip(TEST, &e),
+        Err(e) => return skip(test, &e),
     };
     let profile = tempfile::tempdir().unwrap();
     let c = match connect(&driver, &chromium, profile.path()).await {
         Ok(c) => c,
-        Err(e) => return skip(TEST, &e),
+        Err(e) => return skip(test, &e),
     };
     let shots = Shots(std::env::var_os("COURSEGATE_SCREENSHOTS").map(PathBuf::from));
     let tool = Tool::start(Opts::default()).await;
     // The LMS is another site than the tool: localhost vs 127.0.0.1.
-    let lms = format!("http://localhost:{}/lms", tool.platform.port);
+    let page = if storage { "lms-storage" } else { "lms" };
+    let lms = format!("http://localhost:{}/{page}", tool.platform.port);
     assert!(!lms.contains(&tool.base));
 
     c.goto(&lms).await.unwrap();
@@ -174,7 +191,7 @@ async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
     })
     .await;
     c.enter_parent_frame().await.unwrap();
-    shots.take(&c, "1-lms-frame").await;
+    shots.take(&c, &format!("{page}-1-frame")).await;
 
     let launch = tool
         .flights()
@@ -187,8 +204,9 @@ async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
     if frame.contains("Open in a new window") {
         // The frame could keep no cookie: the record says so, and the
         // one-time ticket moves the sign-in into a first-party window.
+        let expected = if storage { "storage" } else { "ticket" };
         assert_eq!(
-            path, "ticket",
+            path, expected,
             "a handoff page but the flight record says {path}"
         );
         c.enter_frame(0).await.unwrap();
@@ -215,7 +233,9 @@ async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
             s.contains("Continue to your course")
         })
         .await;
-        shots.take(&c, "2-new-window-handoff").await;
+        shots
+            .take(&c, &format!("{page}-2-new-window-handoff"))
+            .await;
         c.find(Locator::Css("form[action^='/lti/handoff/'] button"))
             .await
             .unwrap()
@@ -229,7 +249,7 @@ async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
         let url = c.current_url().await.unwrap();
         assert_eq!(url.path(), "/courses/intro", "{url}");
         assert_eq!(url.host_str(), Some("127.0.0.1"));
-        shots.take(&c, "3-course-new-window").await;
+        shots.take(&c, &format!("{page}-3-course-new-window")).await;
     } else {
         // The frame kept its cookie (only possible where the browser lets
         // the tool's cookie through): the record must say so.
@@ -237,7 +257,7 @@ async fn a_framed_launch_reaches_the_course_with_third_party_cookies_blocked() {
             path == "cookie" || path == "partitioned",
             "the course opened in the frame but the flight record says {path}"
         );
-        shots.take(&c, "2-course-in-frame").await;
+        shots.take(&c, &format!("{page}-2-course-in-frame")).await;
     }
     let mut err = std::io::stderr();
     let _ = std::io::Write::write_all(

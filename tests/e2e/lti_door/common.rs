@@ -184,20 +184,44 @@ async fn platform_auth(st: web::Data<PlatformState>, req: HttpRequest) -> HttpRe
 /// The LMS course page: frames the tool and starts the launch in the frame
 /// with an auto-posted login initiation form.
 async fn platform_lms(st: web::Data<PlatformState>) -> HttpResponse {
+    lms_page(&st, false)
+}
+
+/// The LMS course page of a platform that offers LTI platform storage
+/// (`lti_storage_target=_parent`): it answers `lti.put_data` / `lti.get_data`
+/// postMessages, but only from the tool's origin.
+async fn platform_lms_storage(st: web::Data<PlatformState>) -> HttpResponse {
+    lms_page(&st, true)
+}
+
+fn lms_page(st: &PlatformState, storage: bool) -> HttpResponse {
     let tool = st.tool_base.lock().unwrap().clone();
     let login = format!("{tool}/lti/login");
     let launch = format!("{tool}/lti/launch");
-    let form = autopost(
-        &login,
-        Some("tool"),
-        &[
-            ("iss", testing::ISSUER),
-            ("login_hint", "browser-learner"),
-            ("target_link_uri", &launch),
-            ("client_id", testing::CLIENT_ID),
-            ("lti_deployment_id", testing::DEPLOYMENT_ID),
-        ],
-    );
+    let mut fields = vec![
+        ("iss", testing::ISSUER),
+        ("login_hint", "browser-learner"),
+        ("target_link_uri", launch.as_str()),
+        ("client_id", testing::CLIENT_ID),
+        ("lti_deployment_id", testing::DEPLOYMENT_ID),
+    ];
+    if storage {
+        fields.push(("lti_storage_target", "_parent"));
+    }
+    let mut form = autopost(&login, Some("tool"), &fields);
+    if storage {
+        let handler = format!(
+            "<script>(function(){{var tool={tool:?};var kept={{}};\
+             window.addEventListener('message',function(ev){{\
+             var d=ev.data;if(!d||typeof d!=='object'||ev.origin!==tool){{return;}}\
+             if(d.subject==='lti.put_data'){{kept[d.key]=d.value;\
+             ev.source.postMessage({{subject:'lti.put_data.response',message_id:d.message_id,key:d.key,value:d.value}},ev.origin);}}\
+             if(d.subject==='lti.get_data'){{\
+             ev.source.postMessage({{subject:'lti.get_data.response',message_id:d.message_id,key:d.key,value:kept[d.key]}},ev.origin);}}\
+             }});}})();</script>"
+        );
+        form = form.replace("<body>", &format!("<body>{handler}"));
+    }
     // The form page itself goes in a hidden helper frame's srcdoc-less twin:
     // simplest is to put the form in this page and target the named iframe.
     let body = form.replace(
@@ -232,6 +256,7 @@ impl Platform {
                 )
                 .route("/auth", web::get().to(platform_auth))
                 .route("/lms", web::get().to(platform_lms))
+                .route("/lms-storage", web::get().to(platform_lms_storage))
         })
         .listen(l)
         .unwrap()

@@ -563,3 +563,124 @@ async fn a_used_state_and_a_used_nonce_are_refused() {
         );
     }
 }
+
+/// The value of `data-NAME="…"` in a page (attribute values are escaped).
+fn data_attr(page: &str, name: &str) -> String {
+    let start = page
+        .find(&format!("data-{name}=\""))
+        .unwrap_or_else(|| panic!("no data-{name} in {page}"))
+        + name.len()
+        + 7;
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end]
+        .replace("&amp;", "&")
+        .replace("&#x2F;", "/")
+}
+
+/// Platform storage without the cookie: the login leaves the state's check
+/// value for the platform's storage, the cookie-less launch asks the browser
+/// to read it back, and only the right value completes the launch.
+#[actix_web::test]
+async fn platform_storage_stands_in_for_a_blocked_cookie() {
+    let tool = Tool::start(Opts::default()).await;
+    // A client that keeps no cookies: a frame whose browser blocks them.
+    let frame = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |target: &'static str| {
+        let (frame, base, launch) = (frame.clone(), tool.base.clone(), tool.launch_url());
+        async move {
+            let res = frame
+                .post(format!("{base}/lti/login"))
+                .form(&[
+                    ("iss", testing::ISSUER),
+                    ("login_hint", "user-0001"),
+                    ("target_link_uri", launch.as_str()),
+                    ("client_id", testing::CLIENT_ID),
+                    ("lti_deployment_id", testing::DEPLOYMENT_ID),
+                    ("lti_storage_target", target),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let page = res.text().await.unwrap();
+            assert_eq!(data_attr(&page, "mode"), "put");
+            assert_eq!(data_attr(&page, "target"), target);
+            let next = url::Url::parse(&data_attr(&page, "next")).unwrap();
+            let q: std::collections::HashMap<String, String> =
+                next.query_pairs().into_owned().collect();
+            (
+                q["state"].clone(),
+                q["nonce"].clone(),
+                data_attr(&page, "key"),
+                data_attr(&page, "value"),
+                data_attr(&page, "origin"),
+            )
+        }
+    };
+    let (state, nonce, key, value, origin) = login("_parent").await;
+    // Messages go to the platform's OIDC origin only.
+    let auth = url::Url::parse(&tool.platform.auth_url).unwrap();
+    assert_eq!(origin, auth.origin().ascii_serialization());
+    assert!(
+        key.starts_with("cg_lti_") && value.len() == 32,
+        "{key} {value}"
+    );
+
+    let token = tool.minter(&nonce).mint();
+    let post = |fields: Vec<(&'static str, String)>| {
+        let (frame, base) = (frame.clone(), tool.base.clone());
+        async move {
+            frame
+                .post(format!("{base}/lti/launch"))
+                .form(&fields)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // No cookie came back: the tool asks the browser to read its storage.
+    let res = post(vec![("id_token", token.clone()), ("state", state.clone())]).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert_eq!(data_attr(&page, "mode"), "get");
+    assert_eq!(data_attr(&page, "key"), key);
+    assert!(page.contains("name=\"lti_storage\" value=\"1\""), "{page}");
+
+    // Another browser's value is refused, and names why.
+    let wrong = post(vec![
+        ("id_token", token.clone()),
+        ("state", state.clone()),
+        ("lti_storage", "1".into()),
+        ("lti_storage_value", "0".repeat(32)),
+    ])
+    .await;
+    assert_refused(wrong, "storage_state_mismatch", "a foreign storage value").await;
+
+    // The right value completes the launch by the storage path.
+    let ok = post(vec![
+        ("id_token", token),
+        ("state", state),
+        ("lti_storage", "1".into()),
+        ("lti_storage_value", value),
+    ])
+    .await;
+    assert_eq!(ok.status(), 303);
+    let launches: Vec<_> = tool
+        .flights()
+        .into_iter()
+        .filter(|r| r.step == "launch")
+        .collect();
+    assert!(
+        launches
+            .iter()
+            .any(|r| r.outcome == "ok" && r.state_path.as_deref() == Some("storage")),
+        "{launches:?}"
+    );
+
+    // Canvas's forwarding frame lives on each Canvas instance's own domain.
+    let (.., origin) = login("post_message_forwarding").await;
+    assert_eq!(origin, "*");
+}

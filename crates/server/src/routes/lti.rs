@@ -257,6 +257,26 @@ async fn login(
         "/lti",
         core_lti::LOGIN_TTL_MINUTES * 60,
     );
+    if let Some(target) = init.lti_storage_target.as_deref() {
+        // The platform offers its own storage: keep the state there too, for
+        // browsers that drop the (partitioned) cookie in third-party frames.
+        let mut ctx = tera::Context::new();
+        ctx.insert("target", target);
+        ctx.insert(
+            "origin",
+            &storage_origin(target, &started.platform.auth_url),
+        );
+        ctx.insert("key", &state_cookie_name(&state, &started.state));
+        ctx.insert("value", &state_cookie_value(&state, &started.state));
+        ctx.insert("next", url.as_str());
+        let body = crate::templates::render("pages/lti_storage_login.html", &ctx)
+            .map_err(|e| PageError::from(CoreError::Internal(e)))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .append_header(cookie)
+            .body(body));
+    }
     Ok(HttpResponse::Found()
         .insert_header(("Location", url.to_string()))
         .insert_header(("Cache-Control", "no-store"))
@@ -264,10 +284,28 @@ async fn login(
         .finish())
 }
 
+/// The `targetOrigin` for platform-storage messages: the origin of the
+/// platform's OIDC endpoint, except for Canvas's forwarding frame, which is
+/// served from each Canvas instance's own domain (not known to the tool) and
+/// must be addressed with `*`. Only the state's keyed check value travels, and
+/// it is useless without the platform's signed id_token.
+fn storage_origin(target: &str, auth_url: &str) -> String {
+    if target == "post_message_forwarding" {
+        return "*".into();
+    }
+    url::Url::parse(auth_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "*".into())
+}
+
 #[derive(Debug, Deserialize)]
 struct LaunchForm {
     id_token: Option<String>,
     state: Option<String>,
+    /// Set by the platform-storage page when it re-posts the launch.
+    lti_storage: Option<String>,
+    /// What the platform's storage held for this login's state ("" if nothing).
+    lti_storage_value: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
 }
@@ -341,12 +379,58 @@ async fn launch(
         .cookie(&state_cookie_name(&state, &lti_state))
         .map(|c| coursegate_core::tokens::ct_eq(c.value(), &state_cookie_value(&state, &lti_state)))
         .unwrap_or(false);
+    let storage_value = form.lti_storage_value.as_deref().filter(|v| !v.is_empty());
+    let storage_ok = match storage_value {
+        Some(v) if coursegate_core::tokens::ct_eq(v, &state_cookie_value(&state, &lti_state)) => {
+            true
+        }
+        Some(_) => {
+            let e = CoreError::refused(
+                "storage_state_mismatch",
+                "The LMS's browser storage holds another sign-in for this launch, so it did not start in this browser. Open the activity again from the course.",
+            );
+            record(
+                &state,
+                FlightRecord {
+                    step: "launch",
+                    platform_id: Some(platform.id.clone()),
+                    issuer: Some(platform.issuer.clone()),
+                    client_id: Some(platform.client_id.clone()),
+                    outcome: "rejected",
+                    reason: Some("storage_state_mismatch".into()),
+                    state_path: Some("storage".into()),
+                    lms: lms.clone(),
+                    checks: json!({}),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return Err(e.into());
+        }
+        None => false,
+    };
+    if !cookie_ok && !storage_ok && form.lti_storage.is_none() {
+        if let Some(target) = login.storage_target.as_deref() {
+            // No cookie came back, but the login left the state in the
+            // platform's storage: read it there (in the browser), then post
+            // the launch again. Nothing is consumed before that.
+            let mut ctx = tera::Context::new();
+            ctx.insert("target", target);
+            ctx.insert("origin", &storage_origin(target, &platform.auth_url));
+            ctx.insert("key", &state_cookie_name(&state, &lti_state));
+            ctx.insert("id_token", &id_token);
+            ctx.insert("lti_state", &lti_state);
+            return page("pages/lti_storage_launch.html", &ctx);
+        }
+    }
     let state_path = if cookie_ok {
         if state.config.secure_cookies() {
             "partitioned"
         } else {
             "cookie"
         }
+    } else if storage_ok {
+        "storage"
     } else {
         "ticket"
     };
