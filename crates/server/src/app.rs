@@ -84,6 +84,8 @@ pub fn start_with_data(
         App::new()
             .app_data(data.clone())
             .wrap(middleware::from_fn(crate::telemetry::request_log))
+            // Outermost: frame-session paths are rewritten before logging and routing.
+            .wrap(middleware::from_fn(crate::frame::frame_paths))
             .configure(configure)
             .default_service(web::to(routes::not_found))
     })

@@ -52,6 +52,7 @@ struct FileConfig {
     mail_poll_secs: Option<i64>,
     api_rate_limit_per_minute: Option<i64>,
     dkim_key_file: Option<String>,
+    lti_frame_sessions: Option<bool>,
     dkim_selector: Option<String>,
     dkim_domain: Option<String>,
     dkim_algorithm: Option<String>,
@@ -85,6 +86,10 @@ pub struct Config {
     /// Requests per minute allowed to one API key (counted in the database,
     /// so the budget is shared by every instance).
     pub api_rate_limit: coursegate_core::api_keys::RateLimit,
+    /// After a launch in a frame that kept no cookie, continue in the frame
+    /// with the session in the path (`/f/{token}/…`) instead of offering a
+    /// new window.
+    pub lti_frame_sessions: bool,
     /// DKIM signing of outgoing mail, when a key file is configured.
     pub dkim: Option<coursegate_mail::DkimSettings>,
 }
@@ -396,6 +401,7 @@ impl Config {
             sessions,
             outbox_workers: boolean("OUTBOX_WORKERS", file.outbox_workers, true)?,
             dev_signin: boolean("DEV_SIGNIN", file.dev_signin, false)?,
+            lti_frame_sessions: boolean("LTI_FRAME_SESSIONS", file.lti_frame_sessions, true)?,
             lti_clock_skew_secs: num("LTI_CLOCK_SKEW_SECS", file.lti_clock_skew_secs, 60, 0, 600)?,
             links: coursegate_core::links::LinkSettings {
                 once_ttl: chrono::Duration::minutes(num(

@@ -59,9 +59,16 @@ async fn principal_from(req: &HttpRequest, cookie: &str) -> Result<Principal, Co
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| CoreError::Internal("application state missing".into()))?
         .clone();
-    let token = req
-        .cookie(cookie)
-        .map(|c| c.value().to_string())
+    // Inside an LMS frame without cookies the learner session travels in the path.
+    let framed = (cookie == SESSION_COOKIE)
+        .then(|| {
+            actix_web::HttpMessage::extensions(req)
+                .get::<crate::frame::FrameToken>()
+                .map(|t| t.0.clone())
+        })
+        .flatten();
+    let token = framed
+        .or_else(|| req.cookie(cookie).map(|c| c.value().to_string()))
         .ok_or(CoreError::Unauthenticated)?;
     let now = state.clock.now();
     let secret = state.config.secret.clone();

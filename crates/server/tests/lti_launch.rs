@@ -63,6 +63,8 @@ async fn harness(policy: DeploymentPolicy) -> Harness {
         "COURSEGATE_KEYS_DIR".into(),
         format!("{}/jwks", dir.path().display()),
     );
+    // The new-window handoff (frame sessions have their own tests in e2e).
+    env.insert("COURSEGATE_LTI_FRAME_SESSIONS".into(), "false".into());
     let config = Config::load_from(&env, None).unwrap();
     let store = Store::connect(&config.database_url, StoreOptions::default()).unwrap();
     store.migrate().unwrap();

@@ -171,7 +171,12 @@ async fn framed_launch(test: &str, storage: bool) {
         Err(e) => return skip(test, &e),
     };
     let shots = Shots(std::env::var_os("COURSEGATE_SCREENSHOTS").map(PathBuf::from));
-    let tool = Tool::start(Opts::default()).await;
+    // Without storage: the new-window handoff; with it: the frame session.
+    let tool = Tool::start(Opts {
+        frame_sessions: storage,
+        ..Opts::default()
+    })
+    .await;
     // The LMS is another site than the tool: localhost vs 127.0.0.1.
     let page = if storage { "lms-storage" } else { "lms" };
     let lms = format!("http://localhost:{}/{page}", tool.platform.port);
@@ -252,11 +257,41 @@ async fn framed_launch(test: &str, storage: bool) {
         shots.take(&c, &format!("{page}-3-course-new-window")).await;
     } else {
         // The frame kept its cookie (only possible where the browser lets
-        // the tool's cookie through): the record must say so.
-        assert!(
-            path == "cookie" || path == "partitioned",
-            "the course opened in the frame but the flight record says {path}"
-        );
+        // the tool's cookie through) or by the frame session in the path.
+        c.enter_frame(0).await.unwrap();
+        let at = c.execute("return location.pathname", vec![]).await.unwrap();
+        let at = at.as_str().unwrap_or_default().to_string();
+        if at.starts_with("/f/") {
+            assert!(at.ends_with("/courses/intro"), "{at}");
+            let expected = if storage { "storage" } else { "ticket" };
+            assert_eq!(
+                path, expected,
+                "a frame session but the flight record says {path}"
+            );
+            // Navigation stays inside the frame session: open the first lesson.
+            c.find(Locator::LinkText("One"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_source(&c, "the lesson in the frame", |s| {
+                s.contains("Mark") || s.contains("complete")
+            })
+            .await;
+            let at = c.execute("return location.pathname", vec![]).await.unwrap();
+            let at = at.as_str().unwrap_or_default();
+            assert!(
+                at.starts_with("/f/") && at.contains("/courses/intro/lessons/"),
+                "{at}"
+            );
+        } else {
+            assert!(
+                path == "cookie" || path == "partitioned",
+                "the course opened in the frame at {at} but the flight record says {path}"
+            );
+        }
+        c.enter_parent_frame().await.unwrap();
         shots.take(&c, &format!("{page}-2-course-in-frame")).await;
     }
     let mut err = std::io::stderr();

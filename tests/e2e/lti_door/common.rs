@@ -75,6 +75,8 @@ pub struct Opts {
     pub system_clock: bool,
     /// Register the loopback test platform (off when a test registers its own).
     pub register_test_platform: bool,
+    /// `COURSEGATE_LTI_FRAME_SESSIONS` (the default is on).
+    pub frame_sessions: bool,
 }
 
 impl Default for Opts {
@@ -84,6 +86,7 @@ impl Default for Opts {
             policy: DeploymentPolicy::Reject,
             system_clock: false,
             register_test_platform: true,
+            frame_sessions: true,
         }
     }
 }
@@ -342,7 +345,11 @@ impl Tool {
         let dir = tempfile::tempdir().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let env = base_env(dir.path(), &opts.db, addr);
+        let mut env = base_env(dir.path(), &opts.db, addr);
+        env.insert(
+            "COURSEGATE_LTI_FRAME_SESSIONS".into(),
+            opts.frame_sessions.to_string(),
+        );
         let config = Config::load_from(&env, None).unwrap();
         let pg_schema = match opts.db {
             Db::Postgres(_) => Some(format!("lti_{}", uuid::Uuid::new_v4().simple())),

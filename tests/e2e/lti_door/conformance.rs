@@ -684,3 +684,114 @@ async fn platform_storage_stands_in_for_a_blocked_cookie() {
     let (.., origin) = login("post_message_forwarding").await;
     assert_eq!(origin, "*");
 }
+
+/// A frame that keeps no cookie continues with the session in the path:
+/// links, forms and redirects stay under `/f/{token}/`, pages carry
+/// `Referrer-Policy: no-referrer`, and a made-up token signs nobody in.
+#[actix_web::test]
+async fn a_cookieless_frame_continues_with_a_frame_session() {
+    let tool = Tool::start(Opts::default()).await;
+    let (state, nonce) = tool.login().await;
+    let token = tool.minter(&nonce).mint();
+    let frame = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = tool.launch_at(&frame, &tool.base, &token, &state).await;
+    assert_eq!(res.status(), 303);
+    let cont = res.headers()["location"].to_str().unwrap().to_string();
+    let res = frame
+        .get(format!("{}{cont}", tool.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    let course = res.headers()["location"].to_str().unwrap().to_string();
+    let prefix = course
+        .strip_suffix("/courses/intro")
+        .expect("a frame path to the course");
+    assert!(prefix.starts_with("/f/") && prefix.len() > 20, "{course}");
+    // The ticket became the session: it cannot be used again.
+    let again = frame
+        .get(format!("{}{cont}", tool.base))
+        .send()
+        .await
+        .unwrap();
+    assert_refused(again, "ticket_used", "a second continue").await;
+
+    let res = frame
+        .get(format!("{}{course}", tool.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains(&format!("href=\"{prefix}/courses/intro/lessons/")),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/static/app.css\""),
+        "static files keep their path"
+    );
+    assert!(
+        !page.contains("href=\"/courses/"),
+        "every in-app link is prefixed: {page}"
+    );
+
+    // A form in the frame works (CSRF from the same session) and redirects inside it.
+    let lesson_path = {
+        let at = page
+            .find(&format!("{prefix}/courses/intro/lessons/"))
+            .unwrap();
+        let end = at + page[at..].find('"').unwrap();
+        page[at..end].to_string()
+    };
+    let lesson = frame
+        .get(format!("{}{lesson_path}", tool.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let action = lesson
+        .split("action=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .find(|a| a.ends_with("/complete"))
+        .unwrap_or_else(|| panic!("a mark-complete form in {lesson}"))
+        .to_string();
+    assert!(action.starts_with(prefix), "{action}");
+    let csrf = {
+        let at = lesson.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let end = at + lesson[at..].find('"').unwrap();
+        lesson[at..end].to_string()
+    };
+    let done = frame
+        .post(format!("{}{action}", tool.base))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        303,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    assert!(done.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(prefix));
+
+    let forged = frame
+        .get(format!("{}/f/cgs_made_up_token/courses/intro", tool.base))
+        .send()
+        .await
+        .unwrap();
+    assert_refused(forged, "not_signed_in", "a made-up frame token").await;
+}

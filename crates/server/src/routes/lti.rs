@@ -668,6 +668,23 @@ async fn continue_get(
             .map_err(CoreError::from)?;
         return Ok(see_other(&t.redirect));
     }
+    if state.config.lti_frame_sessions {
+        // The frame kept no cookie: the ticket becomes a session whose token
+        // travels in the path of the frame's pages (crate::frame).
+        let secret = state.config.secret.clone();
+        let policy = state.config.sessions;
+        let client = client_info(&req);
+        let started = state
+            .store
+            .write(move |tx| core_lti::redeem_ticket(tx, now, &secret, &policy, &ticket, &client))
+            .await?;
+        let mut res = see_other(&crate::frame::frame_path(&started.token, &started.redirect));
+        res.headers_mut().insert(
+            actix_web::http::header::REFERRER_POLICY,
+            actix_web::http::header::HeaderValue::from_static("no-referrer"),
+        );
+        return Ok(res);
+    }
     let site = state.store.read(coursegate_core::settings::site).await?;
     let mut ctx = tera::Context::new();
     ctx.insert("site", &site);
