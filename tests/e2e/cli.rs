@@ -300,3 +300,25 @@ fn migrate_reports_what_it_did() {
     ));
     assert!(out.contains("Database is up to date"), "{out}");
 }
+
+#[test]
+fn keys_rotate_waits_for_the_overlap_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("jwks");
+    let env = [("COURSEGATE_KEYS_DIR", keys.to_str().unwrap())];
+    let out = assert_ok(&run_with(dir.path(), &env, &["keys", "init"]));
+    assert!(out.starts_with("Active key "), "{out}");
+    let listed = assert_ok(&run_with(dir.path(), &env, &["keys", "list"]));
+    assert!(listed.contains("\tActive") && listed.contains("\tNext"), "{listed}");
+    // The next key was published a moment ago: platforms may not have it yet.
+    let err = assert_fails_naming(
+        &run_with(dir.path(), &env, &["keys", "rotate"]),
+        "published only since",
+    );
+    assert!(err.contains("--force"), "{err}");
+    let out = assert_ok(&run_with(dir.path(), &env, &["keys", "rotate", "--force"]));
+    assert!(out.starts_with("Activated "), "{out}");
+    assert!(out.contains("retired"), "{out}");
+    let listed = assert_ok(&run_with(dir.path(), &env, &["keys", "list"]));
+    assert!(listed.contains("\tRetired"), "{listed}");
+}

@@ -26,6 +26,9 @@ use crate::error::LtiError;
 pub const STATUS_FILE: &str = "keys.json";
 /// How long a retired key stays published by default.
 pub const DEFAULT_RETIRED_GRACE_DAYS: i64 = 7;
+/// How long a `next` key is published before a rotation may sign with it,
+/// so platforms that cache the tool's JWKS have seen it.
+pub const DEFAULT_OVERLAP_HOURS: i64 = 24;
 /// RSA modulus size of generated keys.
 pub const KEY_BITS: u32 = 2048;
 
@@ -305,8 +308,42 @@ impl ToolKeys {
     /// if there is none), the old `active` becomes `retired`, and a fresh
     /// `next` is generated and published for the following rotation.
     pub fn rotate(dir: &Path, now: DateTime<Utc>) -> Result<Rotation, LtiError> {
+        Self::rotate_after_overlap(dir, now, Duration::zero())
+    }
+
+    /// [`ToolKeys::rotate`], refused while the `next` key has been published
+    /// for less than `overlap` (a platform caching the tool's JWKS could not
+    /// yet verify tokens signed with it). `Duration::zero()` skips the check.
+    pub fn rotate_after_overlap(
+        dir: &Path,
+        now: DateTime<Utc>,
+        overlap: Duration,
+    ) -> Result<Rotation, LtiError> {
         fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let mut status = current_status(dir, now)?;
+        if overlap > Duration::zero() {
+            let newest_next = status
+                .keys
+                .iter()
+                .filter(|k| k.status == KeyStatus::Next)
+                .max_by_key(|k| k.created_at);
+            match newest_next {
+                Some(k) if k.created_at + overlap > now => {
+                    return Err(key_err(&format!(
+                        "the next key {} has been published only since {}; platforms may not have fetched it yet. Rotate after {} (or force it)",
+                        k.kid,
+                        k.created_at.format("%Y-%m-%d %H:%M UTC"),
+                        (k.created_at + overlap).format("%Y-%m-%d %H:%M UTC"),
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(key_err(
+                        "there is no published next key to rotate to; force the rotation to create one and sign with it at once",
+                    ))
+                }
+            }
+        }
         if !status.keys.iter().any(|k| k.status == KeyStatus::Next) {
             let kid = new_kid(now);
             write_private(&dir.join(format!("{kid}.pem")), &generate_pem()?)?;
@@ -480,6 +517,39 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn rotation_waits_for_the_overlap_and_prune_deletes_old_retired_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ToolKeys::load_or_generate(dir.path(), t0()).unwrap();
+        let first = keys.active_kid().unwrap().to_string();
+        let overlap = Duration::hours(DEFAULT_OVERLAP_HOURS);
+        // The next key was published at t0: one hour later is too early.
+        let e = ToolKeys::rotate_after_overlap(dir.path(), t0() + Duration::hours(1), overlap)
+            .unwrap_err();
+        assert_eq!(e.code(), "tool_key_error");
+        assert!(e.to_string().contains("published only since 2026-01-01 00:00 UTC"), "{e}");
+        assert_eq!(
+            ToolKeys::load(dir.path(), t0()).unwrap().active_kid().unwrap(),
+            first,
+            "a refused rotation changes nothing"
+        );
+        let t1 = t0() + overlap;
+        let rot = ToolKeys::rotate_after_overlap(dir.path(), t1, overlap).unwrap();
+        assert_eq!(rot.retired.as_deref(), Some(first.as_str()));
+        // The retired key stays (and stays published) through its grace period…
+        let grace = Duration::days(DEFAULT_RETIRED_GRACE_DAYS);
+        assert!(ToolKeys::prune(dir.path(), t1 + Duration::days(1), grace)
+            .unwrap()
+            .is_empty());
+        assert!(dir.path().join(format!("{first}.pem")).exists());
+        // …and is deleted after it.
+        let gone = ToolKeys::prune(dir.path(), t1 + grace, grace).unwrap();
+        assert_eq!(gone, [first.clone()]);
+        assert!(!dir.path().join(format!("{first}.pem")).exists());
+        let keys = ToolKeys::load(dir.path(), t1 + grace).unwrap();
+        assert_eq!(keys.active_kid().unwrap(), rot.activated);
     }
 
     #[test]

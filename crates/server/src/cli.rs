@@ -147,7 +147,16 @@ pub enum KeysCmd {
     /// Create a first key if there is none.
     Init,
     /// Rotate: next → active, active → retired (still published), new next.
-    Rotate,
+    /// Refused while the next key has been published for less than the
+    /// overlap; retired keys past their grace period are deleted.
+    Rotate {
+        /// Hours the next key must have been published (platforms cache JWKS).
+        #[arg(long, default_value_t = coursegate_lti::tool_keys::DEFAULT_OVERLAP_HOURS)]
+        overlap_hours: i64,
+        /// Rotate now, even if platforms may not have seen the next key yet.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,8 +473,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let k = coursegate_lti::tool_keys::ToolKeys::load_or_generate(dir, now)?;
                     println!("Active key {} in {}", k.active_kid()?, dir.display());
                 }
-                KeysCmd::Rotate => {
-                    let r = coursegate_lti::tool_keys::ToolKeys::rotate(dir, now)?;
+                KeysCmd::Rotate {
+                    overlap_hours,
+                    force,
+                } => {
+                    use coursegate_lti::tool_keys::{ToolKeys, DEFAULT_RETIRED_GRACE_DAYS};
+                    if !(0..=24 * 365).contains(&overlap_hours) {
+                        anyhow::bail!("--overlap-hours: must be between 0 and 8760");
+                    }
+                    let overlap = if force {
+                        chrono::Duration::zero()
+                    } else {
+                        chrono::Duration::hours(overlap_hours)
+                    };
+                    let r = ToolKeys::rotate_after_overlap(dir, now, overlap).map_err(|e| {
+                        anyhow::anyhow!("{e} (`coursegate keys rotate --force` rotates now)")
+                    })?;
+                    for kid in
+                        ToolKeys::prune(dir, now, chrono::Duration::days(DEFAULT_RETIRED_GRACE_DAYS))?
+                    {
+                        println!("Deleted {kid} (retired more than {DEFAULT_RETIRED_GRACE_DAYS} days ago)");
+                    }
                     println!(
                         "Activated {}; next {}{}",
                         r.activated,
