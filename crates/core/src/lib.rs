@@ -12,6 +12,7 @@ pub mod api_keys;
 pub mod api_views;
 pub mod audit;
 pub mod clock;
+pub mod console;
 pub mod content;
 pub mod courses;
 pub mod enrolments;
