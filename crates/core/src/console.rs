@@ -440,6 +440,31 @@ pub fn save_site(
     Ok(site)
 }
 
+/// Puts a dead message back in the queue; only dead messages can be retried.
+pub fn retry_outbox(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    id: &str,
+) -> Result<(), CoreError> {
+    let m = repo::outbox::get(tx, id)?.ok_or(CoreError::NotFound("message"))?;
+    if m.status != repo::outbox::DEAD {
+        return Err(CoreError::Conflict(format!(
+            "only dead messages can be retried; this one is {}",
+            m.status
+        )));
+    }
+    repo::outbox::replay(tx, id, now.naive_utc())?;
+    audit::record(
+        tx,
+        now,
+        actor,
+        "outbox.retried",
+        Some(("outbox", id)),
+        json!({ "kind": m.kind, "topic": m.topic }),
+    )
+}
+
 /// One CSV cell: quoted when needed, and cells a spreadsheet would run as a
 /// formula (leading `=`, `+`, `-`, `@`, tab or carriage return) are
 /// prefixed with a single quote.

@@ -499,7 +499,7 @@ async fn courses_lessons_enrolments_and_sessions_are_edited_from_the_console() {
             .text()
             .await
             .unwrap()
-            .contains("a course with slug \"fire\" already exists"));
+            .contains("a course with slug &quot;fire&quot; already exists"));
         let r = post(
             &owner,
             &app,
@@ -758,5 +758,89 @@ async fn courses_lessons_enrolments_and_sessions_are_edited_from_the_console() {
         assert!(page.contains("<td>signed out</td>"));
         assert!(page.contains("<code>sessions.revoked_all</code>"));
         assert!(page.contains("<code>enrolment.revoked</code>"));
+    }
+}
+
+#[actix_web::test]
+async fn the_outbox_lists_dead_messages_and_retries_them() {
+    for pg in backends() {
+        let app = App::spawn(pg).await;
+        let owner = staff_as(&app, "olga@example.com", Role::Owner).await;
+        let support = staff_as(&app, "sue@example.com", Role::Support).await;
+        let (_, _, empty) = get(&owner, &app, "/staff/outbox?status=dead").await;
+        assert!(empty.contains(
+            "No dead messages: everything that failed was delivered on a later attempt."
+        ));
+        let l = app.learner("dee@example.com", &[("safety", None)]);
+        app.issue(&l, Some("safety"), Some("access"));
+        let now = app.clock.now().naive_utc();
+        let id = app
+            .store
+            .write_blocking(move |tx| {
+                let m = coursegate_store::repo::outbox::list(
+                    tx,
+                    Some("pending"),
+                    Some("email"),
+                    Default::default(),
+                )?
+                .pop()
+                .expect("a queued mail");
+                coursegate_store::repo::outbox::mark_failed(
+                    tx,
+                    &m.id,
+                    now,
+                    "550 <b>mailbox full</b>",
+                    None,
+                )?;
+                Ok::<_, CoreError>(m.id)
+            })
+            .unwrap();
+        let (s, _, page) = get(&support, &app, "/staff/outbox?status=dead").await;
+        assert_eq!(s, 200);
+        assert!(page.contains("550 &lt;b&gt;mailbox full&lt;&#x2F;b&gt;"));
+        assert!(!page.contains("/retry"), "support sees no retry button");
+        let (s, k, body) = get(&owner, &app, "/staff/outbox?status=lost").await;
+        assert_eq!((s, k.as_str()), (400, "invalid_input"));
+        assert_eq!(reason(&body), "status must be pending, failed or dead.");
+        let r = post(
+            &support,
+            &app,
+            "/staff/outbox?status=dead",
+            &format!("/staff/outbox/{id}/retry"),
+            &[],
+        )
+        .await;
+        assert_eq!((r.status().as_u16(), code(&r)), (403, "forbidden".into()));
+        assert_eq!(
+            reason(&r.text().await.unwrap()),
+            "Your role (support) cannot retry messages."
+        );
+        let r = post(
+            &owner,
+            &app,
+            "/staff/outbox?status=dead",
+            &format!("/staff/outbox/{id}/retry"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status(), 303);
+        let r = post(
+            &owner,
+            &app,
+            "/staff/outbox?status=dead",
+            &format!("/staff/outbox/{id}/retry"),
+            &[],
+        )
+        .await;
+        assert_eq!((r.status().as_u16(), code(&r)), (409, "conflict".into()));
+        assert_eq!(
+            reason(&r.text().await.unwrap()),
+            "only dead messages can be retried; this one is pending"
+        );
+        let (_, _, pending) = get(&owner, &app, "/staff/outbox?status=pending").await;
+        assert!(pending.contains(&id) || pending.contains("<td>email</td>"));
+        let mail = app.deliver_one("dee@example.com").await;
+        assert!(mail.find_link(&app.base).is_some());
+        assert_eq!(app.audit_count("outbox.retried"), 1);
     }
 }

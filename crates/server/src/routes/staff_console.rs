@@ -12,7 +12,11 @@ use coursegate_core::{
     settings::{self, Site},
     CoreError,
 };
-use coursegate_store::repo::{self, audit::AuditFilter, console::CourseSort};
+use coursegate_store::repo::{
+    self,
+    audit::AuditFilter,
+    console::{CourseSort, OutboxView},
+};
 use serde::Deserialize;
 
 use crate::{
@@ -30,6 +34,9 @@ pub const COURSE_EDITORS: &[&str] = &["owner", "admin", "instructor"];
 pub const LEARNER_EDITORS: &[&str] = &["owner", "admin", "support"];
 /// Who may read the audit log.
 pub const AUDITORS: &[&str] = &["owner", "admin", "support"];
+/// Who may see the outbox; who may retry a dead message.
+pub const OUTBOX_READERS: &[&str] = &["owner", "admin", "support"];
+pub const OUTBOX_EDITORS: &[&str] = &["owner", "admin"];
 /// Who may see and change site settings.
 pub const SETTINGS_EDITORS: &[&str] = &["owner", "admin"];
 
@@ -77,6 +84,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(extend_enrolment),
         )
         .route("/staff/enrolments/bulk", web::post().to(bulk_enrolments))
+        .route("/staff/outbox", web::get().to(outbox))
+        .route("/staff/outbox/{id}/retry", web::post().to(retry_outbox))
         .route("/staff/audit", web::get().to(audit))
         .route("/staff/audit.csv", web::get().to(audit_csv))
         .route("/staff/settings", web::get().to(settings_page))
@@ -107,6 +116,8 @@ pub fn ctx(state: &AppState, s: &StaffSession, site: &Site, section: &str) -> te
     c.insert("can_edit_learners", &LEARNER_EDITORS.contains(&r));
     c.insert("can_audit", &AUDITORS.contains(&r));
     c.insert("can_settings", &SETTINGS_EDITORS.contains(&r));
+    c.insert("can_outbox", &OUTBOX_READERS.contains(&r));
+    c.insert("can_retry", &OUTBOX_EDITORS.contains(&r));
     c
 }
 
@@ -766,6 +777,84 @@ async fn bulk_enrolments(
         "/staff".to_string()
     };
     Ok(see_other(&back))
+}
+
+// ---------------------------------------------------------------- outbox
+
+#[derive(Debug, Deserialize, Default)]
+pub struct OutboxQuery {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub page: Option<i64>,
+}
+
+async fn outbox(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    q: web::Query<OutboxQuery>,
+) -> Result<HttpResponse, PageError> {
+    s.require_to(OUTBOX_READERS, "see the outbox")?;
+    let (view, name) = match q.status.as_str() {
+        "" | "pending" => (OutboxView::Pending, "pending"),
+        "failed" => (OutboxView::Failed, "failed"),
+        "dead" => (OutboxView::Dead, "dead"),
+        _ => {
+            return Err(PageError::bad_request(
+                "status must be pending, failed or dead.",
+            ))
+        }
+    };
+    let lq = ListQuery {
+        page: q.page,
+        sort: None,
+    };
+    let pg = lq.store_page();
+    let (site, rows) = state
+        .store
+        .read(move |tx| {
+            Ok::<_, CoreError>((
+                settings::site(tx)?,
+                repo::console::outbox_page(tx, view, pg)?,
+            ))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site, "outbox");
+    let rows = paginate(&mut c, &lq, rows);
+    let fmt = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    c.insert(
+        "messages",
+        &rows
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id, "kind": m.kind, "topic": m.topic, "status": m.status,
+                    "attempts": m.attempts, "created_at": fmt(m.created_at),
+                    "next_attempt_at": fmt(m.next_attempt_at), "last_error": m.last_error,
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    c.insert("status", name);
+    c.insert("pager_qs", &format!("status={name}"));
+    page("pages/staff_outbox.html", &c)
+}
+
+async fn retry_outbox(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    s: StaffSession,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require_to(OUTBOX_EDITORS, "retry messages")?;
+    let (now, a, id) = (state.now(), actor(&s, &req), path.into_inner());
+    state
+        .store
+        .write(move |tx| console::retry_outbox(tx, now, &a, &id))
+        .await?;
+    Ok(see_other("/staff/outbox?status=dead"))
 }
 
 // ---------------------------------------------------------------- audit

@@ -142,3 +142,38 @@ pub fn lesson_count(conn: &mut DbConn, course_id: &str) -> Result<i64, StoreErro
 pub fn lessons_of(conn: &mut DbConn, course_id: &str) -> Result<Vec<Lesson>, StoreError> {
     super::courses::lessons_of(conn, course_id)
 }
+
+/// Which outbox rows the console lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxView {
+    /// Waiting for a first attempt.
+    Pending,
+    /// Waiting for another attempt after a failure.
+    Failed,
+    /// Out of attempts.
+    Dead,
+}
+
+pub fn outbox_page(
+    conn: &mut DbConn,
+    view: OutboxView,
+    page: Page,
+) -> Result<Vec<crate::models::OutboxMessage>, StoreError> {
+    use crate::schema::outbox;
+    let q = outbox::table
+        .select(crate::models::OutboxMessage::as_select())
+        .into_boxed();
+    let q = match view {
+        OutboxView::Pending => q
+            .filter(outbox::status.eq(super::outbox::PENDING))
+            .filter(outbox::attempts.eq(0)),
+        OutboxView::Failed => q
+            .filter(outbox::status.eq(super::outbox::PENDING))
+            .filter(outbox::attempts.gt(0)),
+        OutboxView::Dead => q.filter(outbox::status.eq(super::outbox::DEAD)),
+    };
+    Ok(q.order((outbox::created_at.desc(), outbox::id.desc()))
+        .limit(page.limit)
+        .offset(page.offset)
+        .load(conn)?)
+}
