@@ -30,11 +30,11 @@ impl Shots {
 /// Waits (WebDriver's own polling, bounded) until the browser is at `path`.
 async fn at(c: &Client, app: &App, path: &str) {
     let url = url::Url::parse(&app.url(path)).unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_url(&url)
-        .await
-        .unwrap_or_else(|e| panic!("never reached {path}: {e}"));
+    if let Err(e) = c.wait().at_most(Duration::from_secs(20)).for_url(&url).await {
+        let now = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let page = c.source().await.unwrap_or_default();
+        panic!("never reached {path} ({e}); at {now}: {page}");
+    }
 }
 
 async fn fill(c: &Client, id: &str, text: &str) {
@@ -126,7 +126,7 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
     assert_eq!(strong.text().await.unwrap(), "red");
     shots.take(&c, "lesson-preview").await;
     click(&c, "button[value=save]").await;
-    at(&c, &app, "/staff/courses/fire-safety").await;
+    at(&c, &app, "/staff/courses/fire-safety#lessons").await;
     assert_eq!(text(&c, ".lesson-list li a").await, "Alarms");
     shots.take(&c, "course-edit").await;
 
