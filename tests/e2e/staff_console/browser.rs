@@ -30,8 +30,17 @@ impl Shots {
 /// Waits (WebDriver's own polling, bounded) until the browser is at `path`.
 async fn at(c: &Client, app: &App, path: &str) {
     let url = url::Url::parse(&app.url(path)).unwrap();
-    if let Err(e) = c.wait().at_most(Duration::from_secs(20)).for_url(&url).await {
-        let now = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    if let Err(e) = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_url(&url)
+        .await
+    {
+        let now = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
         let page = c.source().await.unwrap_or_default();
         panic!("never reached {path} ({e}); at {now}: {page}");
     }
@@ -78,6 +87,7 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
         Ok(c) => c,
         Err(e) => return skip_named(TEST, &e),
     };
+    c.set_window_size(1280, 1400).await.unwrap();
     let shots = Shots(std::env::var_os("COURSEGATE_SCREENSHOTS").map(PathBuf::from));
     let app = App::spawn(None).await;
     let l = app.learner("pat@example.com", &[("safety", None)]);
