@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod invitations;
 pub mod learners;
 pub mod links;
 pub mod lti;

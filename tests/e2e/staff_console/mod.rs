@@ -844,3 +844,101 @@ async fn the_outbox_lists_dead_messages_and_retries_them() {
         assert_eq!(app.audit_count("outbox.retried"), 1);
     }
 }
+
+#[actix_web::test]
+async fn a_csv_sheet_is_previewed_with_errors_and_duplicates_then_sent_through_the_outbox() {
+    for pg in backends() {
+        let app = App::spawn(pg).await;
+        let owner = staff_as(&app, "olga@example.com", Role::Owner).await;
+        let sheet = "email,name,course,start,end,reference\r\n\
+            ann@example.com,\"Smith, Ann\",safety,,2027-01-31,order 1\r\n\
+            not-an-email,Bob,safety,,,\r\n\
+            cy@example.com,<b>Cy</b>,nope,,,\r\n\
+            ANN@example.com,Ann again,safety,,,\r\n\
+            dan@example.com,Dan,gdpr,2027-02-01,2027-01-01,=cmd()\r\n";
+        let r = post(
+            &owner,
+            &app,
+            "/staff/invitations",
+            "/staff/invitations/preview",
+            &[("csv", sheet)],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let page = r.text().await.unwrap();
+        assert!(page.contains("<strong>1</strong> to send · <strong>3</strong> with errors · <strong>1</strong> duplicate(s)"), "{page}");
+        assert!(page.contains("Duplicate of line 2"));
+        assert!(
+            page.contains("<td>&lt;b&gt;Cy&lt;&#x2F;b&gt;</td>"),
+            "markup in a cell is text"
+        );
+        assert!(page.contains("course: there is no course &quot;nope&quot;"));
+        assert!(page.contains("end: must be after start"));
+        assert_eq!(
+            app.sink.messages_to("ann@example.com").len(),
+            0,
+            "a preview sends nothing"
+        );
+        assert_eq!(app.pass().await.sent, 0);
+        // A sheet without the required columns is refused as a whole.
+        let r = post(
+            &owner,
+            &app,
+            "/staff/invitations",
+            "/staff/invitations/preview",
+            &[("csv", "name\nAnn\n")],
+        )
+        .await;
+        assert_eq!(
+            (r.status().as_u16(), code(&r)),
+            (400, "invalid_input".into())
+        );
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("csv: the first line must name a email column"));
+        // Confirm: the sheet is checked again and the good row is sent.
+        let r = post(
+            &owner,
+            &app,
+            "/staff/invitations",
+            "/staff/invitations/send",
+            &[("csv", sheet)],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let done = r.text().await.unwrap();
+        assert!(
+            done.contains("1 invitation(s) queued; 4 row(s) skipped."),
+            "{done}"
+        );
+        let mail = app.deliver_one("ann@example.com").await;
+        let link = mail.find_link(&app.base).unwrap();
+        let learner = client();
+        let r = redeem(&learner, &link).await;
+        assert_eq!(r.headers()["location"], "/courses/safety");
+        let e = app
+            .store
+            .read_blocking(|tx| {
+                let l = coursegate_store::repo::learners::find_by_email(tx, "ann@example.com")?
+                    .unwrap();
+                Ok::<_, CoreError>(coursegate_store::repo::enrolments::of_learner(tx, &l.id)?)
+            })
+            .unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].0.source.as_str(), e[0].0.source_ref.as_deref()),
+            ("csv", Some("order 1"))
+        );
+        assert_eq!(app.audit_count("invitations.sent"), 1);
+        // Support may invite; instructors may not.
+        let inst = staff_as(&app, "ian@example.com", Role::Instructor).await;
+        let (s, _, body) = get(&inst, &app, "/staff/invitations").await;
+        assert_eq!(s, 403);
+        assert_eq!(
+            reason(&body),
+            "Your role (instructor) cannot invite learners."
+        );
+    }
+}

@@ -84,6 +84,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(extend_enrolment),
         )
         .route("/staff/enrolments/bulk", web::post().to(bulk_enrolments))
+        .route("/staff/invitations", web::get().to(invitations))
+        .route(
+            "/staff/invitations/preview",
+            web::post().to(invitations_preview),
+        )
+        .route("/staff/invitations/send", web::post().to(invitations_send))
         .route("/staff/outbox", web::get().to(outbox))
         .route("/staff/outbox/{id}/retry", web::post().to(retry_outbox))
         .route("/staff/audit", web::get().to(audit))
@@ -777,6 +783,87 @@ async fn bulk_enrolments(
         "/staff".to_string()
     };
     Ok(see_other(&back))
+}
+
+// ---------------------------------------------------------------- invitations
+
+#[derive(Debug, Deserialize, Default)]
+pub struct InviteForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub csv: String,
+}
+
+async fn invitations(
+    state: web::Data<AppState>,
+    s: StaffSession,
+) -> Result<HttpResponse, PageError> {
+    s.require_to(LEARNER_EDITORS, "invite learners")?;
+    let site = state.store.read(settings::site).await?;
+    let mut c = ctx(&state, &s, &site, "invitations");
+    c.insert("csv", "");
+    page("pages/staff_invitations.html", &c)
+}
+
+async fn invitations_preview(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    form: web::Form<InviteForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require_to(LEARNER_EDITORS, "invite learners")?;
+    let text = form.csv.clone();
+    let (site, p) = state
+        .store
+        .read(move |tx| {
+            Ok::<_, CoreError>((
+                settings::site(tx)?,
+                coursegate_core::invitations::preview(tx, &text),
+            ))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site, "invitations");
+    c.insert("csv", &form.csv);
+    match p {
+        Ok(p) => {
+            c.insert("preview", &p);
+            page("pages/staff_invitations.html", &c)
+        }
+        Err(e) => form_error("pages/staff_invitations.html", c, e),
+    }
+}
+
+async fn invitations_send(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    s: StaffSession,
+    form: web::Form<InviteForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require_to(LEARNER_EDITORS, "invite learners")?;
+    let (now, a, text) = (state.now(), actor(&s, &req), form.csv.clone());
+    let (secret, links_, base) = (
+        state.config.secret.clone(),
+        state.config.links,
+        state.config.url(""),
+    );
+    let r = state
+        .store
+        .write(move |tx| {
+            coursegate_core::invitations::send(tx, now, &secret, &links_, &a, &base, &text)
+        })
+        .await;
+    let site = state.store.read(settings::site).await?;
+    let mut c = ctx(&state, &s, &site, "invitations");
+    c.insert("csv", &form.csv);
+    match r {
+        Ok(sent) => {
+            c.insert("sent", &sent);
+            page("pages/staff_invitations.html", &c)
+        }
+        Err(e) => form_error("pages/staff_invitations.html", c, e),
+    }
 }
 
 // ---------------------------------------------------------------- outbox
