@@ -1,8 +1,9 @@
 //! Headless Chromium over WebDriver: a staff member signs in from the
-//! emailed link, creates a course and a lesson (with a preview), enrols a
-//! learner and opens the dashboard; every main page is saved as a screenshot
-//! into `$COURSEGATE_SCREENSHOTS` when set. Skips loudly when chromium or
-//! chromedriver are missing, fails under CI=true.
+//! emailed link, creates a course and a lesson (with a preview), invites a
+//! learner from a sheet with one bad row (the email arrives, the learner
+//! redeems it) and opens the dashboard, which counts them. Every main page
+//! is saved as a screenshot into `$COURSEGATE_SCREENSHOTS` when set. Skips
+//! loudly when chromium or chromedriver are missing, fails under CI=true.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -139,6 +140,52 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
     at(&c, &app, "/staff/courses/fire-safety#lessons").await;
     assert_eq!(text(&c, ".lesson-list li a").await, "Alarms");
     shots.take(&c, "course-edit").await;
+
+    // Invite from a sheet with one bad row: preview, then send.
+    click(&c, "nav.staff-nav a[href='/staff/invitations']").await;
+    at(&c, &app, "/staff/invitations").await;
+    fill(
+        &c,
+        "inv-csv",
+        "email,name,course,reference\nkim@example.com,Kim,fire-safety,order 7\nnobody,No One,fire-safety,\n",
+    )
+    .await;
+    click(&c, "#preview").await;
+    let summary = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("summary"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        summary.starts_with("1 to send · 1 with errors · 0 duplicate(s)"),
+        "{summary}"
+    );
+    shots.take(&c, "invitations-preview").await;
+    click(&c, "#send").await;
+    let sent = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("sent"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sent, "1 invitation(s) queued; 1 row(s) skipped.");
+    shots.take(&c, "invitations-sent").await;
+    // The email arrives at the SMTP sink; the learner redeems it.
+    let link = app
+        .deliver_one("kim@example.com")
+        .await
+        .find_link(&app.base)
+        .unwrap();
+    let learner = crate::magic_links::harness::client();
+    let r = crate::magic_links::harness::redeem(&learner, &link).await;
+    assert_eq!(r.headers()["location"], "/courses/fire-safety");
 
     // The learner page, then the dashboard with a chart per course.
     c.goto(&app.url(&format!("/staff/learners/{l}")))
