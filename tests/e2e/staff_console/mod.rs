@@ -869,6 +869,10 @@ async fn a_csv_sheet_is_previewed_with_errors_and_duplicates_then_sent_through_t
         assert!(page.contains("<strong>1</strong> to send · <strong>3</strong> with errors · <strong>1</strong> duplicate(s)"), "{page}");
         assert!(page.contains("Duplicate of line 2"));
         assert!(
+            !page.contains("Preview as learner"),
+            "no learner-preview banner"
+        );
+        assert!(
             page.contains("<td>&lt;b&gt;Cy&lt;&#x2F;b&gt;</td>"),
             "markup in a cell is text"
         );

@@ -827,7 +827,7 @@ async fn invitations_preview(
     c.insert("csv", &form.csv);
     match p {
         Ok(p) => {
-            c.insert("preview", &p);
+            c.insert("sheet", &p);
             page("pages/staff_invitations.html", &c)
         }
         Err(e) => form_error("pages/staff_invitations.html", c, e),
