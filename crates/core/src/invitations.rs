@@ -262,7 +262,6 @@ pub struct Sent {
 }
 
 /// Enrols every good row and queues its link email (the outbox delivers).
-#[allow(clippy::too_many_arguments)]
 pub fn send(
     tx: &mut Tx,
     now: DateTime<Utc>,

@@ -226,6 +226,12 @@ async fn every_staff_page_checks_the_role_and_support_cannot_change_settings() {
         let (_, _, signin) = get(&client(), &app, "/signin").await;
         assert!(signin.contains("Acme Academy"));
         assert!(signin.contains("help@acme.test"));
+        // …and emails too.
+        app.issue(&l, Some("safety"), None);
+        let mail = app.deliver_one("lee@example.com").await;
+        let text = mail.text_body().unwrap();
+        assert!(text.contains("Acme Academy"), "{text}");
+        assert!(text.contains("help@acme.test"), "{text}");
         // Refused input comes back on the form with the reason.
         let r = post(
             &owner,
