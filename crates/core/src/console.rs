@@ -387,6 +387,68 @@ pub fn delete_lesson(
     )
 }
 
+pub type Rows = Vec<serde_json::Value>;
+
+/// Identities, sessions and the audit trail for the learner detail page.
+pub fn learner_activity(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    id: &str,
+) -> Result<(Rows, Rows, Rows), CoreError> {
+    let fmt = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+    let identities = repo::learners::identities_of(tx, id)?
+        .into_iter()
+        .map(|i| json!({ "kind": i.kind, "key": i.identity_key, "created_at": fmt(i.created_at) }))
+        .collect();
+    let n = now.naive_utc();
+    let sessions = repo::sessions::of_learner(tx, id, 50)?
+        .into_iter()
+        .map(|s| {
+            let idle_end = s.last_seen_at + Duration::seconds(s.idle_timeout_secs);
+            let active = s.revoked_at.is_none() && s.absolute_expires_at > n && idle_end > n;
+            json!({
+                "via": s.via, "created_at": fmt(s.created_at), "last_seen_at": fmt(s.last_seen_at),
+                "state": if s.revoked_at.is_some() { "signed out" } else if active { "active" } else { "expired" },
+                "ip": s.ip, "user_agent": s.user_agent,
+            })
+        })
+        .collect();
+    let mut audit = repo::audit::list(
+        tx,
+        &repo::audit::AuditFilter {
+            subject_kind: Some("learner".into()),
+            subject_id: Some(id.to_string()),
+            ..Default::default()
+        },
+        repo::Page {
+            limit: 50,
+            offset: 0,
+        },
+    )?;
+    // Enrolment changes are recorded against the enrolment.
+    for (e, _) in repo::enrolments::of_learner(tx, id)? {
+        audit.extend(repo::audit::list(
+            tx,
+            &repo::audit::AuditFilter {
+                subject_kind: Some("enrolment".into()),
+                subject_id: Some(e.id.clone()),
+                ..Default::default()
+            },
+            repo::Page {
+                limit: 50,
+                offset: 0,
+            },
+        )?);
+    }
+    audit.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.cmp(&a.id)));
+    audit.truncate(50);
+    let audit = audit
+        .into_iter()
+        .map(|a| json!({ "at": fmt(a.at), "action": a.action, "actor_kind": a.actor_kind, "detail": a.detail }))
+        .collect();
+    Ok((identities, sessions, audit))
+}
+
 /// Validates and saves the site settings.
 pub fn save_site(
     tx: &mut Tx,

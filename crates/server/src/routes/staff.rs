@@ -232,7 +232,7 @@ async fn learner(
                 .into_iter()
                 .map(|c| CourseOpt { slug: c.slug, title: c.title })
                 .collect();
-            let extra = learner_extra(tx, now, &id)?;
+            let extra = coursegate_core::console::learner_activity(tx, now, &id)?;
             Ok::<_, CoreError>((settings::site(tx)?, l, ens, st, courses, extra))
         })
         .await?;
@@ -248,68 +248,6 @@ async fn learner(
     c.insert("links", &statuses);
     c.insert("courses", &courses);
     page("pages/staff_learner.html", &c)
-}
-
-type Rows = Vec<serde_json::Value>;
-
-/// Identities, sessions and the audit trail for the learner detail page.
-fn learner_extra(
-    tx: &mut coursegate_core::Tx,
-    now: chrono::DateTime<chrono::Utc>,
-    id: &str,
-) -> Result<(Rows, Rows, Rows), CoreError> {
-    let fmt = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
-    let identities = repo::learners::identities_of(tx, id)?
-        .into_iter()
-        .map(|i| serde_json::json!({ "kind": i.kind, "key": i.identity_key, "created_at": fmt(i.created_at) }))
-        .collect();
-    let n = now.naive_utc();
-    let sessions = repo::sessions::of_learner(tx, id, 50)?
-        .into_iter()
-        .map(|s| {
-            let idle_end = s.last_seen_at + chrono::Duration::seconds(s.idle_timeout_secs);
-            let active = s.revoked_at.is_none() && s.absolute_expires_at > n && idle_end > n;
-            serde_json::json!({
-                "via": s.via, "created_at": fmt(s.created_at), "last_seen_at": fmt(s.last_seen_at),
-                "state": if s.revoked_at.is_some() { "signed out" } else if active { "active" } else { "expired" },
-                "ip": s.ip, "user_agent": s.user_agent,
-            })
-        })
-        .collect();
-    let mut audit = repo::audit::list(
-        tx,
-        &repo::audit::AuditFilter {
-            subject_kind: Some("learner".into()),
-            subject_id: Some(id.to_string()),
-            ..Default::default()
-        },
-        repo::Page {
-            limit: 50,
-            offset: 0,
-        },
-    )?;
-    // Enrolment changes are recorded against the enrolment.
-    for (e, _) in repo::enrolments::of_learner(tx, id)? {
-        audit.extend(repo::audit::list(
-            tx,
-            &repo::audit::AuditFilter {
-                subject_kind: Some("enrolment".into()),
-                subject_id: Some(e.id.clone()),
-                ..Default::default()
-            },
-            repo::Page {
-                limit: 50,
-                offset: 0,
-            },
-        )?);
-    }
-    audit.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.cmp(&a.id)));
-    audit.truncate(50);
-    let audit = audit
-        .into_iter()
-        .map(|a| serde_json::json!({ "at": fmt(a.at), "action": a.action, "actor_kind": a.actor_kind, "detail": a.detail }))
-        .collect();
-    Ok((identities, sessions, audit))
 }
 
 #[derive(Debug, Deserialize)]
