@@ -7,3 +7,4 @@ mod cli;
 mod health;
 mod learner;
 mod magic_links;
+mod staff_console;

@@ -58,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::lti::configure(cfg);
     crate::api::configure(cfg);
     routes::staff_lms::configure(cfg);
+    routes::staff_console::configure(cfg);
 }
 
 /// A running server.

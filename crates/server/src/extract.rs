@@ -202,6 +202,20 @@ impl StaffSession {
             ))
         }
     }
+
+    /// Refuses unless the role is one of `roles`, naming what was refused:
+    /// "Your role (support) cannot change site settings."
+    pub fn require_to(&self, roles: &[&str], what: &str) -> Result<(), PageError> {
+        if roles.contains(&self.role.as_str()) {
+            Ok(())
+        } else {
+            Err(PageError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("Your role ({}) cannot {what}.", self.role),
+            ))
+        }
+    }
 }
 
 impl FromRequest for StaffSession {

@@ -13,18 +13,19 @@ use serde_json::json;
 
 use super::harness::App;
 
-fn skip(why: &str) {
+pub(crate) fn skip_named(name: &str, why: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("browser test cannot run under CI=true: {why}");
     }
     use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: browser::emailed_link_continue_lands_in_the_course: {why} ***\n"
-    );
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {name}: {why} ***\n");
 }
 
-fn find_exe(names: &[&str]) -> Option<PathBuf> {
+fn skip(why: &str) {
+    skip_named("browser::emailed_link_continue_lands_in_the_course", why)
+}
+
+pub(crate) fn find_exe(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|n| {
         std::env::split_paths(&path)
@@ -33,7 +34,7 @@ fn find_exe(names: &[&str]) -> Option<PathBuf> {
     })
 }
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -42,7 +43,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver(exe: &Path) -> Result<(Driver, String), String> {
+pub(crate) async fn start_driver(exe: &Path) -> Result<(Driver, String), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -67,7 +68,7 @@ async fn start_driver(exe: &Path) -> Result<(Driver, String), String> {
     Err("chromedriver did not become ready".into())
 }
 
-async fn connect(url: &str, chromium: &Path, profile: &Path) -> Result<Client, String> {
+pub(crate) async fn connect(url: &str, chromium: &Path, profile: &Path) -> Result<Client, String> {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),

@@ -4,8 +4,8 @@
 //! Each test runs on a temp SQLite file and, when TEST_DATABASE_URL is set
 //! (required under CI=true), again on its own PostgreSQL schema.
 
-mod browser;
-mod harness;
+pub(crate) mod browser;
+pub(crate) mod harness;
 
 use self::harness::*;
 use chrono::Duration;

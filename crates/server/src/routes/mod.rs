@@ -7,6 +7,7 @@ pub mod learner;
 pub mod links;
 pub mod lti;
 pub mod staff;
+pub mod staff_console;
 pub mod staff_lms;
 
 use actix_web::HttpRequest;

@@ -17,12 +17,15 @@ use coursegate_core::{
 use coursegate_store::repo;
 use serde::{Deserialize, Serialize};
 
+use crate::routes::staff_console::READERS;
 use crate::{
     app::AppState,
     error::PageError,
     extract::{StaffSession, PREVIEW_COOKIE},
     routes::{page, see_other},
 };
+
+const PER_PAGE: i64 = 25;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/staff", web::get().to(home))
@@ -45,18 +48,15 @@ fn actor(s: &StaffSession) -> Actor {
 }
 
 fn ctx(state: &AppState, s: &StaffSession, site: &settings::Site) -> tera::Context {
-    let mut c = tera::Context::new();
-    c.insert("site", site);
-    c.insert("staff_csrf", &s.csrf(state));
-    c.insert("staff_email", &s.email);
-    c.insert("staff_role", &s.role);
-    c
+    crate::routes::staff_console::ctx(state, s, site, "learners")
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Search {
     #[serde(default)]
     pub q: String,
+    #[serde(default)]
+    pub page: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,11 +70,20 @@ async fn home(
     s: StaffSession,
     q: web::Query<Search>,
 ) -> Result<HttpResponse, PageError> {
+    s.require(READERS)?;
     let query = q.q.trim().to_string();
+    let pg = q.page.unwrap_or(1).max(1);
     let (site, found, courses) = state
         .store
         .read(move |tx| {
-            let found = repo::learners::search(tx, Some(&query), repo::Page::default())?;
+            let found = repo::learners::search(
+                tx,
+                Some(&query),
+                repo::Page {
+                    limit: PER_PAGE + 1,
+                    offset: (pg - 1) * PER_PAGE,
+                },
+            )?;
             let courses: Vec<CourseOpt> = repo::courses::list(tx, false)?
                 .into_iter()
                 .map(|c| CourseOpt {
@@ -87,10 +96,20 @@ async fn home(
         .await?;
     let mut c = ctx(&state, &s, &site);
     c.insert("q", &q.q);
+    let more = found.len() as i64 > PER_PAGE;
+    c.insert(
+        "pager",
+        &serde_json::json!({
+            "page": pg,
+            "prev": if pg > 1 { Some(pg - 1) } else { None },
+            "next": if more { Some(pg + 1) } else { None },
+        }),
+    );
     c.insert(
         "learners",
         &found
             .iter()
+            .take(PER_PAGE as usize)
             .map(|l| serde_json::json!({ "id": l.id, "email": l.email, "name": l.name }))
             .collect::<Vec<_>>(),
     );
@@ -188,10 +207,11 @@ async fn learner(
     s: StaffSession,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
+    s.require(READERS)?;
     let id = path.into_inner();
     let now = state.now();
     let settings_ = state.config.links;
-    let (site, l, ens, statuses, courses) = state
+    let (site, l, ens, statuses, courses, extra) = state
         .store
         .read(move |tx| {
             let l = learners::get(tx, &id)?;
@@ -200,6 +220,8 @@ async fn learner(
                 .map(|(e, c)| {
                     let ok = coursegate_core::access::check(&c, Some(&e), now);
                     serde_json::json!({
+                        "id": e.id, "expires_at": e.expires_at.map(|t| t.format("%Y-%m-%d").to_string()),
+                        "source": e.source,
                         "course": c.slug, "title": c.title, "policy": c.link_policy,
                         "state": match ok { Ok(()) => "active".to_string(), Err(d) => d.code().to_string() },
                     })
@@ -210,10 +232,14 @@ async fn learner(
                 .into_iter()
                 .map(|c| CourseOpt { slug: c.slug, title: c.title })
                 .collect();
-            Ok::<_, CoreError>((settings::site(tx)?, l, ens, st, courses))
+            let extra = coursegate_core::console::learner_activity(tx, now, &id)?;
+            Ok::<_, CoreError>((settings::site(tx)?, l, ens, st, courses, extra))
         })
         .await?;
     let mut c = ctx(&state, &s, &site);
+    c.insert("identities", &extra.0);
+    c.insert("sessions", &extra.1);
+    c.insert("audit", &extra.2);
     c.insert(
         "learner",
         &serde_json::json!({ "id": l.id, "email": l.email, "name": l.name }),
@@ -327,6 +353,7 @@ async fn preview(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
+    s.require(READERS)?;
     let id = path.into_inner();
     let (now, secret, mut policy) = (
         state.now(),

@@ -56,16 +56,19 @@ fn tool_values(state: &AppState) -> serde_json::Value {
 }
 
 fn ctx(state: &AppState, s: &StaffSession) -> tera::Context {
-    let mut c = tera::Context::new();
-    c.insert("staff_csrf", &s.csrf(state));
-    c.insert("staff_email", &s.email);
-    c.insert("staff_role", &s.role);
+    let mut c = crate::routes::staff_console::ctx(
+        state,
+        s,
+        &coursegate_core::settings::Site::default(),
+        "lms",
+    );
     c.insert("can_edit", &EDITORS.contains(&s.role.as_str()));
     c.insert("tool", &tool_values(state));
     c
 }
 
 async fn list(state: web::Data<AppState>, s: StaffSession) -> Result<HttpResponse, PageError> {
+    s.require(crate::routes::staff_console::READERS)?;
     let (site, platforms, failures) = state
         .store
         .read(|tx| {
@@ -206,6 +209,7 @@ async fn detail(
     s: StaffSession,
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
+    s.require(crate::routes::staff_console::READERS)?;
     let id = id.into_inner();
     let (site, p) = state
         .store

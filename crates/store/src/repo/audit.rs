@@ -19,6 +19,12 @@ pub struct AuditFilter {
     pub subject_kind: Option<String>,
     pub subject_id: Option<String>,
     pub actor_id: Option<String>,
+    /// Actor kind (staff, api, cli, system, …).
+    pub actor_kind: Option<String>,
+    /// Entries at or after this instant.
+    pub from: Option<chrono::NaiveDateTime>,
+    /// Entries before this instant.
+    pub until: Option<chrono::NaiveDateTime>,
 }
 
 pub fn list(
@@ -40,6 +46,15 @@ pub fn list(
     }
     if let Some(a) = &filter.actor_id {
         q = q.filter(audit_log::actor_id.eq(a.clone()));
+    }
+    if let Some(k) = &filter.actor_kind {
+        q = q.filter(audit_log::actor_kind.eq(k.clone()));
+    }
+    if let Some(f) = filter.from {
+        q = q.filter(audit_log::at.ge(f));
+    }
+    if let Some(u) = filter.until {
+        q = q.filter(audit_log::at.lt(u));
     }
     Ok(q.order((audit_log::at.desc(), audit_log::id.desc()))
         .limit(page.limit)

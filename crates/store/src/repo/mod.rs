@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod console;
 pub mod courses;
 pub mod enrolments;
 pub mod learners;

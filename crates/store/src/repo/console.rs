@@ -1,0 +1,179 @@
+//! Queries behind the staff console: sorted, paged course lists, the
+//! per-course funnel's raw timestamps, lesson reordering and deletion.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::Page;
+use crate::models::{Course, Lesson};
+use crate::schema::{courses, enrolments, lessons, magic_link_activity, magic_links, progress};
+use crate::{DbConn, StoreError};
+
+/// Sort keys for the course list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CourseSort {
+    #[default]
+    TitleAsc,
+    TitleDesc,
+    NewestFirst,
+    OldestFirst,
+}
+
+pub fn courses_page(
+    conn: &mut DbConn,
+    sort: CourseSort,
+    page: Page,
+) -> Result<Vec<Course>, StoreError> {
+    let q = courses::table.select(Course::as_select()).into_boxed();
+    let q = match sort {
+        CourseSort::TitleAsc => q.order((courses::title.asc(), courses::id.asc())),
+        CourseSort::TitleDesc => q.order((courses::title.desc(), courses::id.desc())),
+        CourseSort::NewestFirst => q.order((courses::created_at.desc(), courses::id.desc())),
+        CourseSort::OldestFirst => q.order((courses::created_at.asc(), courses::id.asc())),
+    };
+    Ok(q.limit(page.limit).offset(page.offset).load(conn)?)
+}
+
+pub fn course_count(conn: &mut DbConn) -> Result<i64, StoreError> {
+    Ok(courses::table.count().get_result(conn)?)
+}
+
+/// One enrolment's funnel timestamps.
+#[derive(Debug, Clone)]
+pub struct FunnelRow {
+    pub enrolment_id: String,
+    pub invited_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub completed_at: Option<NaiveDateTime>,
+}
+
+pub fn funnel_rows(conn: &mut DbConn, course_id: &str) -> Result<Vec<FunnelRow>, StoreError> {
+    let rows: Vec<(
+        String,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+    )> = enrolments::table
+        .filter(enrolments::course_id.eq(course_id))
+        .select((
+            enrolments::id,
+            enrolments::created_at,
+            enrolments::started_at,
+            enrolments::completed_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(enrolment_id, invited_at, started_at, completed_at)| FunnelRow {
+                enrolment_id,
+                invited_at,
+                started_at,
+                completed_at,
+            },
+        )
+        .collect())
+}
+
+/// Opens of course links: (enrolment id, first redeemed, last opened, opened count).
+pub type LinkOpen = (String, Option<NaiveDateTime>, Option<NaiveDateTime>, i32);
+
+pub fn link_opens(
+    conn: &mut DbConn,
+    enrolment_ids: &[String],
+) -> Result<Vec<LinkOpen>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in enrolment_ids.chunks(500) {
+        let links: Vec<(String, Option<String>, Option<NaiveDateTime>)> = magic_links::table
+            .filter(magic_links::enrolment_id.eq_any(chunk.iter().map(|s| Some(s.clone()))))
+            .select((
+                magic_links::id,
+                magic_links::enrolment_id,
+                magic_links::first_redeemed_at,
+            ))
+            .load(conn)?;
+        let ids: Vec<String> = links.iter().map(|l| l.0.clone()).collect();
+        let acts: Vec<(String, Option<NaiveDateTime>, i32)> = magic_link_activity::table
+            .filter(magic_link_activity::link_id.eq_any(&ids))
+            .select((
+                magic_link_activity::link_id,
+                magic_link_activity::last_opened_at,
+                magic_link_activity::opened_count,
+            ))
+            .load(conn)?;
+        for (id, e, r) in links {
+            let Some(e) = e else { continue };
+            let (o, n) = acts
+                .iter()
+                .find(|a| a.0 == id)
+                .map(|a| (a.1, a.2))
+                .unwrap_or((None, 0));
+            out.push((e, r, o, n));
+        }
+    }
+    Ok(out)
+}
+
+pub fn delete_lesson(conn: &mut DbConn, id: &str) -> Result<usize, StoreError> {
+    diesel::delete(progress::table.filter(progress::lesson_id.eq(id))).execute(conn)?;
+    Ok(diesel::delete(lessons::table.find(id)).execute(conn)?)
+}
+
+pub fn set_lesson_position(
+    conn: &mut DbConn,
+    id: &str,
+    position: i32,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(lessons::table.find(id))
+        .set((lessons::position.eq(position), lessons::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn lesson_count(conn: &mut DbConn, course_id: &str) -> Result<i64, StoreError> {
+    Ok(lessons::table
+        .filter(lessons::course_id.eq(course_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Every lesson of a course, for the editor.
+pub fn lessons_of(conn: &mut DbConn, course_id: &str) -> Result<Vec<Lesson>, StoreError> {
+    super::courses::lessons_of(conn, course_id)
+}
+
+/// Which outbox rows the console lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxView {
+    /// Waiting for a first attempt.
+    Pending,
+    /// Waiting for another attempt after a failure.
+    Failed,
+    /// Out of attempts.
+    Dead,
+}
+
+pub fn outbox_page(
+    conn: &mut DbConn,
+    view: OutboxView,
+    page: Page,
+) -> Result<Vec<crate::models::OutboxMessage>, StoreError> {
+    use crate::schema::outbox;
+    let q = outbox::table
+        .select(crate::models::OutboxMessage::as_select())
+        .into_boxed();
+    let q = match view {
+        OutboxView::Pending => q
+            .filter(outbox::status.eq(super::outbox::PENDING))
+            .filter(outbox::attempts.eq(0)),
+        OutboxView::Failed => q
+            .filter(outbox::status.eq(super::outbox::PENDING))
+            .filter(outbox::attempts.gt(0)),
+        OutboxView::Dead => q.filter(outbox::status.eq(super::outbox::DEAD)),
+    };
+    Ok(q.order((outbox::created_at.desc(), outbox::id.desc()))
+        .limit(page.limit)
+        .offset(page.offset)
+        .load(conn)?)
+}
