@@ -164,6 +164,14 @@ pub fn upsert_learner(
     let email = Email::parse(&input.email)?;
     let name = parse_name("name", input.name.as_deref())?;
     let external_id = parse_external_id(input.external_id.as_deref())?;
+    if let Some(x) = external_id.as_deref() {
+        if let Some(l) = learners::update_by_external_id(tx, now, x, &email, name.as_deref())? {
+            return Ok(learners::Upserted {
+                learner: l,
+                created: false,
+            });
+        }
+    }
     learners::upsert_by_email(
         tx,
         now,
@@ -172,6 +180,136 @@ pub fn upsert_learner(
         external_id.as_deref(),
         true,
     )
+}
+
+/// Learners with this email (case-insensitive) and/or this external id: zero or one.
+pub fn find_learners(
+    tx: &mut Tx,
+    email: Option<&str>,
+    external_id: Option<&str>,
+) -> Result<Vec<Learner>, CoreError> {
+    let by_email = match email {
+        Some(e) => match Email::parse(e) {
+            Ok(e) => repo::learners::find_by_email(tx, &e.lower())?,
+            Err(_) => return Err(CoreError::invalid("email", "is not an email address")),
+        },
+        None => None,
+    };
+    let by_external = match external_id {
+        Some(x) => repo::learners::find_by_external_id(tx, x.trim())?,
+        None => None,
+    };
+    Ok(match (email, external_id) {
+        (Some(_), Some(_)) => match (by_email, by_external) {
+            (Some(a), Some(b)) if a.id == b.id => vec![a],
+            _ => vec![],
+        },
+        _ => by_email.or(by_external).into_iter().collect(),
+    })
+}
+
+fn check_cursor(after: Option<&str>) -> Result<(), CoreError> {
+    match after {
+        Some(a) if !ids::is_uuid(a) => Err(CoreError::invalid(
+            "cursor",
+            "is not a cursor from a previous page",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Splits one extra row off a page fetched with `limit + 1`: returns the
+/// page and whether there is more.
+fn split_page<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        (rows, true)
+    } else {
+        (rows, false)
+    }
+}
+
+/// One page of enrolments (with progress), oldest first, optionally only
+/// those of a learner's email or of a course. An unknown email or course
+/// gives an empty page. The cursor is the last id seen.
+pub fn enrolments_page(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    email: Option<&str>,
+    course: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<EnrolmentView>, Option<String>), CoreError> {
+    check_cursor(after)?;
+    let limit = limit.clamp(1, 200);
+    let learner_id = match email {
+        Some(e) => {
+            let e = Email::parse(e)
+                .map_err(|_| CoreError::invalid("email", "is not an email address"))?;
+            match repo::learners::find_by_email(tx, &e.lower())? {
+                Some(l) => Some(l.id),
+                None => return Ok((vec![], None)),
+            }
+        }
+        None => None,
+    };
+    let course_id = match course {
+        Some(slug) => match repo::courses::get_by_slug(tx, slug.trim())? {
+            Some(c) => Some(c.id),
+            None => return Ok((vec![], None)),
+        },
+        None => None,
+    };
+    let rows = repo::enrolments::page_after(
+        tx,
+        learner_id.as_deref(),
+        course_id.as_deref(),
+        after,
+        limit + 1,
+    )?;
+    let (rows, more) = split_page(rows, limit);
+    let next = if more {
+        rows.last().map(|(e, _)| e.id.clone())
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (e, c) in rows {
+        out.push(view(tx, now, e, &c)?);
+    }
+    Ok((out, next))
+}
+
+/// One page of courses (with their lesson counts) in slug order; the cursor
+/// is the last slug seen.
+pub fn courses_page(
+    tx: &mut Tx,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<(Course, usize)>, Option<String>), CoreError> {
+    if let Some(a) = after {
+        if crate::types::Slug::parse(a).is_err() {
+            return Err(CoreError::invalid(
+                "cursor",
+                "is not a cursor from a previous page",
+            ));
+        }
+    }
+    let limit = limit.clamp(1, 200);
+    let rows = repo::courses::page_after(tx, after, limit + 1)?;
+    let (rows, more) = split_page(rows, limit);
+    let next = if more {
+        rows.last().map(|c| c.slug.clone())
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for c in rows {
+        let n = repo::courses::lessons_of(tx, &c.id)?.len();
+        out.push((c, n));
+    }
+    Ok((out, next))
 }
 
 /// Input of `POST /api/v1/enrolments`.
