@@ -9,9 +9,17 @@ use coursegate_store::{
     repo, Tx,
 };
 
+use serde_json::json;
+
 use crate::{
+    api_keys::ApiPrincipal,
+    audit,
+    courses::LinkPolicy,
     enrolments::{self, Grant, Granted, ProgressSummary, Source},
     ids, learners,
+    links::{self, IssueLearner, LinkSettings, LinkStatus, SendOptions},
+    sessions::Destination,
+    tokens::Secret,
     types::{parse_name, Email},
     CoreError,
 };
@@ -362,4 +370,142 @@ pub fn enrol(
     )?;
     let v = view(tx, now, granted.enrolment.clone(), &course)?;
     Ok((granted, v))
+}
+
+/// Input of `POST /api/v1/links` (and of `send_link` on an enrolment).
+#[derive(Debug, Clone)]
+pub struct LinkRequest {
+    pub email: String,
+    pub course: String,
+    /// None = the course's link policy.
+    pub kind: Option<LinkPolicy>,
+    /// Email it (through the outbox, same transaction).
+    pub send: bool,
+    /// The public site root, for the URL in the mail and in the response.
+    pub base_url: String,
+    /// Shown in the mail's "why" line, e.g. `order 1234`.
+    pub reference: Option<String>,
+}
+
+/// A link issued through the API: its status, and its URL when the key may see it.
+#[derive(Debug, Clone)]
+pub struct ApiLink {
+    pub status: LinkStatus,
+    pub learner_id: String,
+    /// Only for keys with `allow_link_urls` (the disclosure is audited).
+    pub url: Option<String>,
+}
+
+/// Issues a learner link for an enrolled learner on behalf of an API key.
+///
+/// A key without `allow_link_urls` must let Coursegate send the link
+/// (`send: false` is refused with `link_url_not_allowed`), and never gets the
+/// URL back. A key with it gets the URL, and the disclosure is audited.
+pub fn issue_link(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    secret: &Secret,
+    settings: &LinkSettings,
+    key: &ApiPrincipal,
+    req: &LinkRequest,
+) -> Result<ApiLink, CoreError> {
+    if !req.send && !key.allow_link_urls {
+        return Err(CoreError::refused(
+            "link_url_not_allowed",
+            "This API key may not receive link URLs, so the link must be emailed: \
+             send `\"send\": true`, or use a key created with allow_link_urls.",
+        ));
+    }
+    let email = Email::parse(&req.email)?;
+    let learner =
+        repo::learners::find_by_email(tx, &email.lower())?.ok_or(CoreError::NotFound("learner"))?;
+    let slug = req.course.trim().to_string();
+    repo::courses::get_by_slug(tx, &slug)?.ok_or(CoreError::NotFound("course"))?;
+    issue_for(tx, now, secret, settings, key, &learner.id, &slug, req)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn issue_for(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    secret: &Secret,
+    settings: &LinkSettings,
+    key: &ApiPrincipal,
+    learner_id: &str,
+    slug: &str,
+    req: &LinkRequest,
+) -> Result<ApiLink, CoreError> {
+    let actor = key.actor();
+    let issued = links::issue_learner(
+        tx,
+        now,
+        secret,
+        settings,
+        &actor,
+        IssueLearner {
+            learner_id: learner_id.to_string(),
+            destination: Destination::Course {
+                slug: slug.to_string(),
+            },
+            kind: req.kind,
+            send: req.send.then(|| SendOptions {
+                base_url: req.base_url.clone(),
+                reference: req.reference.clone(),
+            }),
+        },
+    )?;
+    let url = if key.allow_link_urls {
+        audit::record(
+            tx,
+            now,
+            &actor,
+            "link.url_disclosed",
+            Some(("link", &issued.link.id)),
+            json!({ "api_key_id": key.key_id, "learner_id": learner_id, "sent": req.send }),
+        )?;
+        Some(format!("{}{}", req.base_url, issued.path()))
+    } else {
+        None
+    };
+    let (_, status) = links::status(tx, now, settings, &issued.link.id)?;
+    Ok(ApiLink {
+        status,
+        learner_id: learner_id.to_string(),
+        url,
+    })
+}
+
+/// `POST /api/v1/enrolments` with `send_link`: enrols, then issues and
+/// emails a link to that course in the same transaction (the reference goes
+/// into the mail).
+pub fn enrol_and_send(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    secret: &Secret,
+    settings: &LinkSettings,
+    key: &ApiPrincipal,
+    input: &EnrolInput,
+    kind: LinkPolicy,
+    base_url: &str,
+) -> Result<(Granted, EnrolmentView, ApiLink), CoreError> {
+    let (granted, view) = enrol(tx, now, input)?;
+    let req = LinkRequest {
+        email: input.email.clone(),
+        course: view.course_slug.clone(),
+        kind: Some(kind),
+        send: true,
+        base_url: base_url.to_string(),
+        reference: view.enrolment.source_ref.clone(),
+    };
+    let link = issue_for(
+        tx,
+        now,
+        secret,
+        settings,
+        key,
+        &view.enrolment.learner_id,
+        &view.course_slug,
+        &req,
+    )?;
+    Ok((granted, view, link))
 }
