@@ -12,9 +12,9 @@ use coursegate_store::repo;
 
 use crate::{
     audit::{self, Actor},
-    events, links,
+    events,
     ids::new_id,
-    CoreError, Tx,
+    links, CoreError, Tx,
 };
 
 /// Outbox `kind` of emails.

@@ -343,8 +343,8 @@ pub async fn deliver_due_mail(
             }
             Err(e) => {
                 let transient = matches!(e, coursegate_mail::MailError::Transient { .. });
-                let next = (transient && attempts < w.max_attempts)
-                    .then(|| now + w.backoff(attempts));
+                let next =
+                    (transient && attempts < w.max_attempts).then(|| now + w.backoff(attempts));
                 if next.is_some() {
                     pass.retry += 1;
                 } else {

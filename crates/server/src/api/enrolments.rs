@@ -15,9 +15,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
-        .service(web::resource("/enrolments/{id}").route(web::get().to(get)))
-        .service(web::resource("/enrolments/{id}/revoke").route(web::post().to(revoke)))
-        .service(web::resource("/enrolments/{id}/extend").route(web::post().to(extend)));
+    .service(web::resource("/enrolments/{id}").route(web::get().to(get)))
+    .service(web::resource("/enrolments/{id}/revoke").route(web::post().to(revoke)))
+    .service(web::resource("/enrolments/{id}/extend").route(web::post().to(extend)));
 }
 
 /// Enrol a learner (created if new) in a course.

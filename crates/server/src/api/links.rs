@@ -80,7 +80,10 @@ pub async fn get(
     caller.require(Scope::Read)?;
     let id = id.into_inner();
     let settings = state.config.links;
-    let (link, status) = read(&state, move |tx, now| links::status(tx, now, &settings, &id)).await?;
+    let (link, status) = read(&state, move |tx, now| {
+        links::status(tx, now, &settings, &id)
+    })
+    .await?;
     Ok(super::json(
         StatusCode::OK,
         &dto::Link::from_status(&status, &link.subject_id, None),
