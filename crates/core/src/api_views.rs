@@ -24,6 +24,9 @@ use crate::{
     CoreError,
 };
 
+/// One page of rows and the cursor of the next page (None on the last).
+pub type Page<T> = (Vec<T>, Option<String>);
+
 /// An enrolment as the API shows it.
 #[derive(Debug, Clone)]
 pub struct EnrolmentView {
@@ -248,7 +251,7 @@ pub fn enrolments_page(
     course: Option<&str>,
     after: Option<&str>,
     limit: i64,
-) -> Result<(Vec<EnrolmentView>, Option<String>), CoreError> {
+) -> Result<Page<EnrolmentView>, CoreError> {
     check_cursor(after)?;
     let limit = limit.clamp(1, 200);
     let learner_id = match email {
@@ -295,7 +298,7 @@ pub fn courses_page(
     tx: &mut Tx,
     after: Option<&str>,
     limit: i64,
-) -> Result<(Vec<(Course, usize)>, Option<String>), CoreError> {
+) -> Result<Page<(Course, usize)>, CoreError> {
     if let Some(a) = after {
         if crate::types::Slug::parse(a).is_err() {
             return Err(CoreError::invalid(
@@ -478,6 +481,7 @@ fn issue_for(
 /// `POST /api/v1/enrolments` with `send_link`: enrols, then issues and
 /// emails a link to that course in the same transaction (the reference goes
 /// into the mail).
+#[allow(clippy::too_many_arguments)]
 pub fn enrol_and_send(
     tx: &mut Tx,
     now: DateTime<Utc>,
