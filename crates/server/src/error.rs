@@ -69,7 +69,6 @@ fn title_of(code: &str) -> &'static str {
         "idempotency_key_reused" => "Idempotency-Key reused with a different request",
         "idempotency_key_in_use" => "A request with this Idempotency-Key is in progress",
         "invalid_idempotency_key" => "Invalid Idempotency-Key",
-        "not_implemented" => "Not implemented yet",
         "webhook_not_found" | "api_key_not_found" | "delivery_not_found" | "link_not_found" => {
             "Not found"
         }
