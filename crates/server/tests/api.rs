@@ -2054,6 +2054,7 @@ async fn real_responses_match_the_openapi_document() {
         "/api/v1/enrolments/{id}/revoke",
         "/api/v1/courses/{slug}",
         "/api/v1/links",
+        "/api/v1/links/{id}",
         "/api/v1/webhooks/{id}/rotate",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
@@ -2131,6 +2132,38 @@ async fn real_responses_match_the_openapi_document() {
         )
         .await;
     check("Enrolment", &x.body);
+    check(
+        "EnrolmentPage",
+        &api.get(&key, "/api/v1/enrolments?limit=1").await.body,
+    );
+    let urls = api.key_with_urls(ALL);
+    let link = api
+        .post(
+            &urls,
+            "/api/v1/links",
+            json!({"email": "c@example.com", "course": "safety", "send": false}),
+        )
+        .await;
+    assert_eq!(link.status, 201, "{}", link.body);
+    check("Link", &link.body);
+    check(
+        "Link",
+        &api.get(
+            &key,
+            &format!("/api/v1/links/{}", link.body["id"].as_str().unwrap()),
+        )
+        .await
+        .body,
+    );
+    let sent = api
+        .post(
+            &key,
+            "/api/v1/enrolments",
+            json!({"email": "c@example.com", "course": "first-aid", "send_link": {"kind": "once"}}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    check("Enrolment", &sent.body);
     for p in [
         api.get(&key, "/api/v1/courses/none").await,
         api.post(&key, "/api/v1/learners", json!({"email": 1}))
