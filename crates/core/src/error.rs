@@ -68,6 +68,7 @@ impl CoreError {
             CoreError::NotFound("webhook") => "webhook_not_found",
             CoreError::NotFound("api_key") => "api_key_not_found",
             CoreError::NotFound("delivery") => "delivery_not_found",
+            CoreError::NotFound("link") => "link_not_found",
             CoreError::NotFound(_) => "not_found",
             CoreError::Conflict(_) => "conflict",
             CoreError::Access(d) => d.code(),

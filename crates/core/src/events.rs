@@ -13,6 +13,14 @@ pub const ENROLMENT_EXTENDED: &str = "enrolment.extended";
 pub const COURSE_STARTED: &str = "course.started";
 pub const LESSON_COMPLETED: &str = "lesson.completed";
 pub const COURSE_COMPLETED: &str = "course.completed";
+/// A learner link's email was accepted by the SMTP server.
+pub const LINK_SENT: &str = "link.sent";
+/// A learner link's confirmation page was opened (maybe by a mail scanner).
+pub const LINK_OPENED: &str = "link.opened";
+/// A learner link was redeemed: the learner is signed in.
+pub const LINK_REDEEMED: &str = "link.redeemed";
+/// An email will not be delivered (permanent failure or out of retries).
+pub const EMAIL_FAILED: &str = "email.failed";
 
 /// Outbox `kind` of domain events.
 pub const KIND_EVENT: &str = "event";

@@ -145,6 +145,69 @@ pub fn upsert_by_email(
     })
 }
 
+/// Updates the learner who has `external_id` (your system's id for them),
+/// if there is one: a changed email moves their email identity (refused when
+/// the new address belongs to another learner), a given name replaces theirs.
+/// `None` when no learner has that external id.
+pub fn update_by_external_id(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    external_id: &str,
+    email: &Email,
+    name: Option<&str>,
+) -> Result<Option<Learner>, CoreError> {
+    let Some(mut l) = repo::learners::find_by_external_id(tx, external_id)? else {
+        return Ok(None);
+    };
+    let mut changed = false;
+    if l.email_lower.as_deref() != Some(email.lower().as_str()) {
+        if let Some(other) = repo::learners::find_by_email(tx, &email.lower())? {
+            if other.id != l.id {
+                return Err(CoreError::Conflict(format!(
+                    "external_id {external_id:?} belongs to one learner and this email to another"
+                )));
+            }
+        }
+        let key = IdentityRef::Email {
+            email: email.lower(),
+        }
+        .key();
+        if repo::learners::retarget_email_identity(tx, &l.id, &key, &email.lower())? == 0 {
+            repo::learners::insert_identity(
+                tx,
+                &LearnerIdentity {
+                    id: new_id(),
+                    learner_id: l.id.clone(),
+                    kind: "email".into(),
+                    identity_key: key,
+                    email_lower: Some(email.lower()),
+                    lti_issuer: None,
+                    lti_client_id: None,
+                    lti_sub: None,
+                    created_at: now.naive_utc(),
+                },
+            )?;
+        }
+        l.email = Some(email.as_str().to_string());
+        l.email_lower = Some(email.lower());
+        changed = true;
+    } else if l.email.as_deref() != Some(email.as_str()) {
+        l.email = Some(email.as_str().to_string());
+        changed = true;
+    }
+    if let Some(n) = name {
+        if l.name.as_deref() != Some(n) {
+            l.name = Some(n.to_string());
+            changed = true;
+        }
+    }
+    if changed {
+        l.updated_at = now.naive_utc();
+        repo::learners::update(tx, &l)?;
+    }
+    Ok(Some(l))
+}
+
 /// Finds or creates the learner of an LTI identity; refreshes name and email
 /// when the platform sends them.
 pub fn upsert_by_lti(

@@ -28,7 +28,7 @@ use crate::{
     access::utc,
     audit::{self, Actor},
     courses::LinkPolicy,
-    enrolments, learners,
+    enrolments, events, learners,
     learners::IdentityRef,
     mailq,
     sessions::{self, ClientInfo, Destination, SessionPolicy, StartLearner, Started},
@@ -260,6 +260,7 @@ pub fn issue_learner(
                     "expires_minutes": settings.once_ttl.num_minutes(),
                     "expires_at": fmt_time(expires),
                     "signin_url": format!("{}/signin", send.base_url),
+                    "reference": send.reference,
                 }),
             ),
         };
@@ -518,6 +519,13 @@ pub fn view(
         "link.viewed",
         Some(("link", &link.id)),
         json!({ "suspected_scanner": scanner, "state": check(&link, now, settings).err() }),
+    )?;
+    emit_link_event(
+        tx,
+        now,
+        events::LINK_OPENED,
+        &link,
+        json!({ "suspected_scanner": scanner }),
     )?;
     check(&link, now, settings).map_err(LinkRefusal::into_error)?;
     let course_title = match destination_of(&link)?
@@ -778,6 +786,13 @@ fn finish(
             "suspected_scanner": req.scanner, "via": via,
         }),
     )?;
+    emit_link_event(
+        tx,
+        now,
+        events::LINK_REDEEMED,
+        &link,
+        json!({ "redemption": link.redeem_count, "via": via }),
+    )?;
     Ok(Redeemed::Session { started, staff })
 }
 
@@ -968,6 +983,73 @@ pub fn status_of(
     }
 }
 
+/// Emits a domain event about a learner link (staff links have none):
+/// `link_id`, `learner_id`, `enrolment_id`, `course`, `kind`, plus `extra`.
+pub fn emit_link_event(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    topic: &str,
+    link: &MagicLink,
+    extra: serde_json::Value,
+) -> Result<(), CoreError> {
+    if link.purpose != "learner" {
+        return Ok(());
+    }
+    let course = destination_of(link)?.and_then(|d| d.course_slug().map(str::to_string));
+    let mut data = json!({
+        "link_id": link.id,
+        "learner_id": link.subject_id,
+        "enrolment_id": link.enrolment_id,
+        "course": course,
+        "kind": link.kind,
+    });
+    if let (Some(d), Some(x)) = (data.as_object_mut(), extra.as_object()) {
+        for (k, v) in x {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    events::emit(tx, now, topic, data)?;
+    Ok(())
+}
+
+fn status_row(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    settings: &LinkSettings,
+    l: &MagicLink,
+) -> Result<LinkStatus, CoreError> {
+    let act = repo::links::activity(tx, &l.id)?;
+    let course = destination_of(l)?.and_then(|d| d.course_slug().map(str::to_string));
+    Ok(LinkStatus {
+        status: status_of(l, act.as_ref(), now, settings),
+        id: l.id.clone(),
+        kind: l.kind.clone(),
+        course,
+        created_at: utc(l.created_at),
+        expires_at: utc(l.expires_at),
+        redeem_count: l.redeem_count,
+        opened_count: act.as_ref().map(|a| a.opened_count).unwrap_or(0),
+        sent_at: act.and_then(|a| a.sent_at).map(utc),
+    })
+}
+
+/// One learner link's status (staff links are not found here).
+pub fn status(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    settings: &LinkSettings,
+    link_id: &str,
+) -> Result<(MagicLink, LinkStatus), CoreError> {
+    if !crate::ids::is_uuid(link_id) {
+        return Err(CoreError::NotFound("link"));
+    }
+    let l = repo::links::get(tx, link_id)?
+        .filter(|l| l.purpose == "learner")
+        .ok_or(CoreError::NotFound("link"))?;
+    let s = status_row(tx, now, settings, &l)?;
+    Ok((l, s))
+}
+
 /// A learner's links with their status, newest first.
 pub fn statuses(
     tx: &mut Tx,
@@ -977,19 +1059,7 @@ pub fn statuses(
 ) -> Result<Vec<LinkStatus>, CoreError> {
     let mut out = Vec::new();
     for l in repo::links::of_learner(tx, learner_id, 50)? {
-        let act = repo::links::activity(tx, &l.id)?;
-        let course = destination_of(&l)?.and_then(|d| d.course_slug().map(str::to_string));
-        out.push(LinkStatus {
-            status: status_of(&l, act.as_ref(), now, settings),
-            id: l.id.clone(),
-            kind: l.kind.clone(),
-            course,
-            created_at: utc(l.created_at),
-            expires_at: utc(l.expires_at),
-            redeem_count: l.redeem_count,
-            opened_count: act.as_ref().map(|a| a.opened_count).unwrap_or(0),
-            sent_at: act.and_then(|a| a.sent_at).map(utc),
-        });
+        out.push(status_row(tx, now, settings, &l)?);
     }
     Ok(out)
 }

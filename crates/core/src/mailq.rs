@@ -8,7 +8,14 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::{events, ids::new_id, CoreError, Tx};
+use coursegate_store::repo;
+
+use crate::{
+    audit::{self, Actor},
+    events,
+    ids::new_id,
+    links, CoreError, Tx,
+};
 
 /// Outbox `kind` of emails.
 pub const KIND_EMAIL: &str = "email";
@@ -61,4 +68,108 @@ pub fn scrubbed(payload: &Value) -> Value {
         }
     }
     p
+}
+
+fn str_of<'a>(payload: &'a Value, key: &str) -> Option<&'a str> {
+    payload.get(key).and_then(Value::as_str)
+}
+
+/// What the SMTP server said when it took a mail.
+#[derive(Debug, Clone)]
+pub struct Accepted<'a> {
+    pub message_id: &'a str,
+    pub smtp_response: &'a str,
+}
+
+/// Records a delivered mail (one transaction): the row is sent and its
+/// secrets scrubbed, the link it carries is marked sent (and `link.sent`
+/// emitted), and the delivery is audited.
+pub fn delivered(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    outbox_id: &str,
+    payload: &Value,
+    attempt: i32,
+    accepted: Accepted<'_>,
+) -> Result<(), CoreError> {
+    let n = now.naive_utc();
+    repo::outbox::mark_sent(tx, outbox_id, n, Some(accepted.smtp_response))?;
+    repo::outbox::set_payload(tx, outbox_id, &scrubbed(payload).to_string())?;
+    let link_id = str_of(payload, "link_id");
+    if let Some(l) = link_id {
+        repo::links::mark_sent(tx, l, n)?;
+        if let Some(link) = repo::links::get(tx, l)? {
+            links::emit_link_event(
+                tx,
+                now,
+                events::LINK_SENT,
+                &link,
+                json!({ "message_id": accepted.message_id }),
+            )?;
+        }
+    }
+    audit::record(
+        tx,
+        now,
+        &Actor::system(),
+        "email.sent",
+        Some((
+            str_of(payload, "subject_kind").unwrap_or("email"),
+            str_of(payload, "subject_id").unwrap_or(""),
+        )),
+        json!({
+            "outbox_id": outbox_id, "template": str_of(payload, "template"), "link_id": link_id,
+            "message_id": accepted.message_id, "smtp_response": accepted.smtp_response,
+            "attempt": attempt,
+        }),
+    )?;
+    Ok(())
+}
+
+/// Records a failed delivery attempt. With `retry_at` the row waits for its
+/// next attempt; without, it is dead: its secrets are scrubbed (nobody will
+/// receive them, so no plaintext token stays in the database), the failure
+/// is audited and `email.failed` is emitted.
+pub fn failed(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    outbox_id: &str,
+    payload: &Value,
+    attempts: i32,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), CoreError> {
+    let n = now.naive_utc();
+    repo::outbox::mark_failed(tx, outbox_id, n, error, retry_at.map(|t| t.naive_utc()))?;
+    if retry_at.is_some() {
+        return Ok(());
+    }
+    repo::outbox::set_payload(tx, outbox_id, &scrubbed(payload).to_string())?;
+    let subject_kind = str_of(payload, "subject_kind").unwrap_or("email");
+    let subject_id = str_of(payload, "subject_id").unwrap_or("");
+    let template = str_of(payload, "template");
+    audit::record(
+        tx,
+        now,
+        &Actor::system(),
+        "email.dead",
+        Some((subject_kind, subject_id)),
+        json!({ "outbox_id": outbox_id, "template": template, "error": error, "attempts": attempts }),
+    )?;
+    let learner_id = (subject_kind == "learner").then_some(subject_id);
+    events::emit(
+        tx,
+        now,
+        events::EMAIL_FAILED,
+        json!({
+            "email_id": outbox_id,
+            "template": template,
+            "to": str_of(payload, "to"),
+            "learner_id": learner_id,
+            "link_id": str_of(payload, "link_id"),
+            "error": error,
+            "attempts": attempts,
+        }),
+    )?;
+    Ok(())
 }

@@ -69,8 +69,10 @@ fn title_of(code: &str) -> &'static str {
         "idempotency_key_reused" => "Idempotency-Key reused with a different request",
         "idempotency_key_in_use" => "A request with this Idempotency-Key is in progress",
         "invalid_idempotency_key" => "Invalid Idempotency-Key",
-        "not_implemented" => "Not implemented yet",
-        "webhook_not_found" | "api_key_not_found" | "delivery_not_found" => "Not found",
+        "webhook_not_found" | "api_key_not_found" | "delivery_not_found" | "link_not_found" => {
+            "Not found"
+        }
+        "link_url_not_allowed" => "This API key may not see link URLs",
         _ => "Something went wrong",
     }
 }

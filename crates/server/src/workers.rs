@@ -279,7 +279,7 @@ pub async fn deliver_due_mail(
     state: &AppState,
     w: &MailWorker,
 ) -> Result<MailPass, coursegate_core::CoreError> {
-    use coursegate_core::{audit, mailq, CoreError};
+    use coursegate_core::{mailq, CoreError};
     use coursegate_store::repo;
     let now = state.clock.now();
     let lease_until = (now + w.lease).naive_utc();
@@ -324,47 +324,32 @@ pub async fn deliver_due_mail(
             }),
         };
         let now = state.clock.now();
-        let n = now.naive_utc();
         let id = row.id.clone();
         let attempts = row.attempts;
-        let subject_kind = payload["subject_kind"]
-            .as_str()
-            .unwrap_or("email")
-            .to_string();
-        let subject_id = payload["subject_id"].as_str().unwrap_or("").to_string();
-        let link_id = payload["link_id"].as_str().map(str::to_string);
         match outcome {
             Ok(info) => {
-                let scrubbed = mailq::scrubbed(&payload).to_string();
                 pass.sent += 1;
                 state
                     .store
                     .write(move |tx| {
-                        repo::outbox::mark_sent(tx, &id, n, Some(&info.smtp_response))?;
-                        repo::outbox::set_payload(tx, &id, &scrubbed)?;
-                        if let Some(l) = &link_id {
-                            repo::links::mark_sent(tx, l, n)?;
-                        }
-                        audit::record(
+                        mailq::delivered(
                             tx,
                             now,
-                            &audit::Actor::system(),
-                            "email.sent",
-                            Some((&subject_kind, &subject_id)),
-                            serde_json::json!({
-                                "outbox_id": id, "template": template, "link_id": link_id,
-                                "message_id": info.message_id, "smtp_response": info.smtp_response,
-                                "attempt": attempts,
-                            }),
-                        )?;
-                        Ok::<_, CoreError>(())
+                            &id,
+                            &payload,
+                            attempts,
+                            mailq::Accepted {
+                                message_id: &info.message_id,
+                                smtp_response: &info.smtp_response,
+                            },
+                        )
                     })
                     .await?;
             }
             Err(e) => {
                 let transient = matches!(e, coursegate_mail::MailError::Transient { .. });
-                let next = (transient && attempts < w.max_attempts)
-                    .then(|| (now + w.backoff(attempts)).naive_utc());
+                let next =
+                    (transient && attempts < w.max_attempts).then(|| now + w.backoff(attempts));
                 if next.is_some() {
                     pass.retry += 1;
                 } else {
@@ -374,20 +359,7 @@ pub async fn deliver_due_mail(
                 let msg = e.to_string();
                 state
                     .store
-                    .write(move |tx| {
-                        repo::outbox::mark_failed(tx, &id, n, &msg, next)?;
-                        if next.is_none() {
-                            audit::record(
-                                tx,
-                                now,
-                                &audit::Actor::system(),
-                                "email.dead",
-                                Some((&subject_kind, &subject_id)),
-                                serde_json::json!({ "outbox_id": id, "template": template, "error": msg, "attempts": attempts }),
-                            )?;
-                        }
-                        Ok::<_, CoreError>(())
-                    })
+                    .write(move |tx| mailq::failed(tx, now, &id, &payload, attempts, &msg, next))
                     .await?;
             }
         }

@@ -31,6 +31,7 @@ use coursegate_server::{
     workers::{self, WebhookWorker},
 };
 use coursegate_store::StoreOptions;
+use coursegate_testkit::{smtp::SmtpSink, TestBackend};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -45,6 +46,15 @@ struct Api {
     secret: coursegate_core::tokens::Secret,
     db_url: String,
     dir: tempfile::TempDir,
+    pg_schema: Option<String>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if self.pg_schema.is_some() {
+            let _ = self.store.drop_pg_schema();
+        }
+    }
 }
 
 struct Resp {
@@ -67,14 +77,25 @@ impl Resp {
 const SECRET: &str = "api-test-secret-0123456789-0123456789-abcdef";
 
 async fn spawn_with(extra: &[(&str, &str)]) -> Api {
+    spawn_on(TestBackend::Sqlite, extra).await
+}
+
+async fn spawn_on(backend: TestBackend, extra: &[(&str, &str)]) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let db_url = format!("sqlite://{}/t.db", dir.path().display());
+    let (db_url, pg_schema) = match &backend {
+        TestBackend::Sqlite => (format!("sqlite://{}/t.db", dir.path().display()), None),
+        TestBackend::Postgres(u) => (
+            u.clone(),
+            Some(format!("t_{}", uuid::Uuid::new_v4().simple())),
+        ),
+    };
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("COURSEGATE_SECRET".into(), SECRET.into());
     env.insert("COURSEGATE_BIND".into(), addr.to_string());
     env.insert("COURSEGATE_DATABASE_URL".into(), db_url.clone());
+    env.insert("COURSEGATE_BASE_URL".into(), format!("http://{addr}"));
     env.insert(
         "COURSEGATE_KEYS_DIR".into(),
         format!("{}/jwks", dir.path().display()),
@@ -84,7 +105,11 @@ async fn spawn_with(extra: &[(&str, &str)]) -> Api {
     }
     let config = Config::load_from(&env, None).unwrap();
     let secret = config.secret.clone();
-    let store = Store::connect(&config.database_url, StoreOptions::default()).unwrap();
+    let options = StoreOptions {
+        pg_schema: pg_schema.clone(),
+        ..Default::default()
+    };
+    let store = Store::connect(&config.database_url, options).unwrap();
     store.migrate().unwrap();
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap());
     let now = clock.now();
@@ -138,6 +163,7 @@ async fn spawn_with(extra: &[(&str, &str)]) -> Api {
         secret,
         db_url,
         dir,
+        pg_schema,
     }
 }
 
@@ -299,7 +325,10 @@ async fn learners_upsert_list_and_get() {
             json!({"email": "bob@example.com", "external_id": "crm-1"}),
         )
         .await;
-    assert_problem(&r, 409, "conflict");
+    // The external id wins: the same person, now at a new address.
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["id"], id.as_str());
+    assert_eq!(r.body["email"], "bob@example.com");
 
     for i in 0..3 {
         let r = api
@@ -342,7 +371,7 @@ async fn learners_upsert_list_and_get() {
     api.post(
         &key,
         "/api/v1/enrolments",
-        json!({"email": "ann@example.com", "course": "safety"}),
+        json!({"email": "bob@example.com", "course": "safety"}),
     )
     .await;
     let d = api.get(&key, &format!("/api/v1/learners/{id}")).await;
@@ -509,48 +538,531 @@ async fn enrolments_create_get_revoke_extend() {
     );
 }
 
+// ------------------------------------------------------------------- links
+
+impl Api {
+    fn key_with_urls(&self, scopes: &[Scope]) -> String {
+        let now = self.clock.now();
+        let secret = self.secret.clone();
+        let scopes = scopes.to_vec();
+        self.store
+            .write_blocking(|tx| {
+                api_keys::create(
+                    tx,
+                    now,
+                    &secret,
+                    &Actor::cli(),
+                    NewKey {
+                        name: "shop-with-sms".into(),
+                        scopes,
+                        allow_link_urls: true,
+                    },
+                )
+            })
+            .unwrap()
+            .plaintext
+    }
+
+    fn mail_worker(&self, sink: &SmtpSink) -> workers::MailWorker {
+        let cfg = coursegate_mail::MailConfig::from_url(Some(&sink.url()))
+            .unwrap()
+            .with_from("Acme Training <learn@acme.example>")
+            .with_timeouts(
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_secs(5),
+            );
+        let mailer = coursegate_mail::Mailer::new(&cfg).unwrap();
+        workers::MailWorker::new(mailer, "learn@acme.example").unwrap()
+    }
+
+    async fn deliver(&self, w: &workers::MailWorker) -> workers::MailPass {
+        workers::deliver_due_mail(&self.state, w).await.unwrap()
+    }
+
+    fn audit(&self, action: &str) -> Vec<coursegate_store::models::AuditEntry> {
+        let filter = coursegate_store::repo::audit::AuditFilter {
+            action: Some(action.to_string()),
+            ..Default::default()
+        };
+        self.store
+            .read_blocking(move |tx| {
+                coursegate_store::repo::audit::list(
+                    tx,
+                    &filter,
+                    coursegate_store::repo::Page {
+                        limit: 100,
+                        offset: 0,
+                    },
+                )
+            })
+            .unwrap()
+    }
+
+    /// Opens a link's confirmation page like a person and presses Continue.
+    async fn redeem(&self, url: &str) -> StatusCode {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
+        let page = browser
+            .get(url)
+            .header("user-agent", ua)
+            .header("accept-language", "en")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "confirmation page of {url}");
+        let csrf = coursegate_testkit::csrf_of(&page.text().await.unwrap());
+        browser
+            .post(url)
+            .header("user-agent", ua)
+            .header("accept-language", "en")
+            .form(&[("csrf", csrf)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+coursegate_testkit::each_backend! {
+    async fn links_create_get_and_the_url_opt_in(backend) {
+        let api = spawn_on(backend, &[]).await;
+        let key = api.key(ALL);
+        let urls = api.key_with_urls(ALL);
+        let r = api
+            .post(&key, "/api/v1/enrolments", json!({"email": "ann@example.com", "course": "first-aid"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let learner_id = r.body["learner_id"].as_str().unwrap().to_string();
+
+        // A key without the opt-in may not take the URL to send it itself.
+        let r = api
+            .post(&key, "/api/v1/links", json!({"email": "ann@example.com", "course": "first-aid", "send": false}))
+            .await;
+        assert_problem(&r, 403, "link_url_not_allowed");
+        assert_eq!(api.count_events("email.learner_link"), 0);
+
+        // It may have Coursegate email it, and never sees the URL.
+        let r = api
+            .post(&key, "/api/v1/links", json!({"email": "ann@example.com", "course": "first-aid"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert!(r.body.get("url").is_none(), "{}", r.body);
+        assert_eq!(r.body["kind"], "access");
+        assert_eq!(r.body["status"], "issued");
+        assert_eq!(r.body["course"], "first-aid");
+        assert_eq!(r.body["learner_id"], learner_id.as_str());
+        let first = r.body["id"].as_str().unwrap().to_string();
+        assert_eq!(api.count_events("email.learner_link"), 1);
+        assert!(api.audit("link.url_disclosed").is_empty());
+
+        // A key with the opt-in gets the URL (audited), and may skip the email.
+        let r = api
+            .post(&urls, "/api/v1/links", json!({"email": "ann@example.com", "course": "first-aid", "kind": "once", "send": false}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let url = r.body["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with(&format!("{}/l/cgl", api.base)), "{url}");
+        assert_eq!(r.body["kind"], "once");
+        assert_eq!(api.count_events("email.learner_link"), 1, "send: false sends nothing");
+        assert_eq!(api.count_events("email.signin_link"), 0);
+        let audited = api.audit("link.url_disclosed");
+        assert_eq!(audited.len(), 1);
+        assert_eq!(audited[0].subject_id.as_deref(), Some(id.as_str()));
+        assert_eq!(audited[0].actor_kind, "api");
+
+        // Status reads never carry the URL.
+        let r = api.get(&key, &format!("/api/v1/links/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["status"], "issued");
+        assert!(r.body.get("url").is_none());
+        let r = api.get(&key, &format!("/api/v1/links/{first}")).await;
+        assert_eq!(r.body["status"], "issued");
+        assert_eq!(api.redeem(&url).await, 303);
+        let r = api.get(&key, &format!("/api/v1/links/{id}")).await;
+        assert_eq!(r.body["status"], "redeemed");
+        assert_eq!(r.body["redeem_count"], 1);
+        assert_problem(&api.get(&key, "/api/v1/links/nope").await, 404, "link_not_found");
+        assert_problem(
+            &api.get(&key, "/api/v1/links/01900000-0000-7000-8000-000000000000").await,
+            404,
+            "link_not_found",
+        );
+
+        // Refusals, each with its reason.
+        let p = "/api/v1/links";
+        assert_problem(
+            &api.post(&key, p, json!({"email": "nobody@example.com", "course": "first-aid"})).await,
+            404,
+            "learner_not_found",
+        );
+        assert_problem(
+            &api.post(&key, p, json!({"email": "ann@example.com", "course": "nope"})).await,
+            404,
+            "course_not_found",
+        );
+        assert_problem(
+            &api.post(&key, p, json!({"email": "ann@example.com", "course": "safety"})).await,
+            403,
+            "not_enrolled",
+        );
+        let r = api.post(&key, p, json!({"email": "not-an-email", "course": "first-aid"})).await;
+        assert_problem(&r, 422, "invalid_input");
+        assert_eq!(r.body["errors"][0]["field"], "email");
+        let r = api.post(&key, p, json!({"email": "ann@example.com", "course": "first-aid", "kind": "forever"})).await;
+        assert_problem(&r, 422, "invalid_value");
+        assert_eq!(r.body["errors"][0]["field"], "kind");
+        let r = api.post(&key, p, json!({"email": "ann@example.com", "course": "first-aid", "send": "yes"})).await;
+        assert_problem(&r, 422, "invalid_type");
+        assert_eq!(r.body["errors"][0]["field"], "send");
+        let r = api.post(&key, p, json!({"email": "ann@example.com", "course": "first-aid", "channel": "sms"})).await;
+        assert_problem(&r, 422, "unknown_field");
+        assert_eq!(r.body["errors"][0]["field"], "channel");
+        let r = api.post(&key, p, json!({"course": "first-aid"})).await;
+        assert_problem(&r, 422, "missing_field");
+        assert_eq!(r.body["errors"][0]["field"], "email");
+        let reader = api.key(&[Scope::Read]);
+        let r = api.post(&reader, p, json!({"email": "ann@example.com", "course": "first-aid"})).await;
+        assert_problem(&r, 403, "insufficient_scope");
+        assert_eq!(r.body["required_scope"], "links:write");
+    }
+
+    async fn link_send_delivers_one_working_email_and_signed_webhooks(backend) {
+        let sink = SmtpSink::start().await;
+        let api = spawn_on(backend, &[]).await;
+        let worker = api.mail_worker(&sink);
+        let key = api.key(ALL);
+        let hooks = Receiver::start().await;
+        let r = api
+            .post(&key, "/api/v1/webhooks", json!({"url": hooks.url, "events": ["link.sent", "link.opened", "link.redeemed"]}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let secret = r.body["secret"].as_str().unwrap().to_string();
+        api.post(&key, "/api/v1/enrolments", json!({"email": "bea@example.com", "course": "first-aid", "name": "Bea"}))
+            .await;
+
+        let body = json!({"email": "bea@example.com", "course": "first-aid", "send": true});
+        let r1 = api.post_idem(&key, "/api/v1/links", body.clone(), Some("link-1")).await;
+        assert_eq!(r1.status, 201, "{}", r1.body);
+        let r2 = api.post_idem(&key, "/api/v1/links", body, Some("link-1")).await;
+        assert_eq!(r2.status, 201);
+        assert_eq!(r2.body, r1.body, "a replay returns the same link");
+        assert_eq!(r2.header("idempotent-replayed").as_deref(), Some("true"));
+        let id = r1.body["id"].as_str().unwrap().to_string();
+
+        assert_eq!(api.deliver(&worker).await.sent, 1);
+        let mails = sink.wait_for(1, WAIT).await.unwrap();
+        assert_eq!(api.deliver(&worker).await, workers::MailPass::default());
+        assert_eq!(sink.messages().len(), 1, "one email for the replayed request");
+        let mail = &mails[0];
+        assert_eq!(mail.to, vec!["bea@example.com".to_string()]);
+        let link = mail.find_link(&format!("{}/l/", api.base)).expect("a link in the mail");
+        let r = api.get(&key, &format!("/api/v1/links/{id}")).await;
+        assert_eq!(r.body["status"], "sent", "{}", r.body);
+        assert!(r.body["sent_at"].is_string());
+        // The stored mail no longer holds the token.
+        let stored = api
+            .store
+            .read_blocking(|tx| coursegate_store::repo::outbox::by_topic(tx, "email.learner_link"))
+            .unwrap();
+        assert!(!stored[0].payload.contains("cgl_"), "{}", stored[0].payload);
+
+        assert_eq!(api.redeem(&link).await, 303);
+        let r = api.get(&key, &format!("/api/v1/links/{id}")).await;
+        assert_eq!(r.body["status"], "redeemed");
+
+        let cfg = fast();
+        for _ in 0..10 {
+            if hooks.received().len() >= 3 {
+                break;
+            }
+            api.round(&cfg).await;
+        }
+        let got = hooks.received();
+        let mut types: Vec<String> = Vec::new();
+        for r in &got {
+            assert!(verify(&secret, r), "signature of {}", r.body);
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(v["id"], r.id.as_str());
+            assert_eq!(v["data"]["link_id"], id.as_str());
+            assert_eq!(v["data"]["course"], "first-aid");
+            assert_eq!(v["data"]["learner"]["email"], "bea@example.com");
+            types.push(v["type"].as_str().unwrap().to_string());
+        }
+        // Deliveries run concurrently, so their order is not fixed.
+        types.sort();
+        assert_eq!(types, ["link.opened", "link.redeemed", "link.sent"]);
+    }
+
+    async fn enrolment_with_send_link_mails_the_reference(backend) {
+        let sink = SmtpSink::start().await;
+        let api = spawn_on(backend, &[]).await;
+        let worker = api.mail_worker(&sink);
+        let key = api.key(ALL);
+        let r = api
+            .post(
+                &key,
+                "/api/v1/enrolments",
+                json!({"email": "cy@example.com", "course": "first-aid", "name": "Cy",
+                       "reference": "order 1001", "send_link": {"kind": "access"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert_eq!(r.body["status"], "active");
+        assert_eq!(r.body["link"]["kind"], "access");
+        assert_eq!(r.body["link"]["status"], "issued");
+        assert!(r.body["link"].get("url").is_none());
+        let link_id = r.body["link"]["id"].as_str().unwrap().to_string();
+
+        assert_eq!(api.deliver(&worker).await.sent, 1);
+        let mails = sink.wait_for(1, WAIT).await.unwrap();
+        let text = mails[0].text_body().unwrap();
+        assert!(text.contains("following your order 1001"), "{text}");
+        assert!(text.contains("(your order 1001)"), "the why line: {text}");
+        let link = mails[0].find_link(&format!("{}/l/", api.base)).unwrap();
+        assert_eq!(api.redeem(&link).await, 303);
+        let r = api.get(&key, &format!("/api/v1/links/{link_id}")).await;
+        assert_eq!(r.body["status"], "redeemed");
+
+        // A one-time link carries the reference in its why line too.
+        api.post(
+            &key,
+            "/api/v1/enrolments",
+            json!({"email": "cy@example.com", "course": "safety", "reference": "order 1002", "send_link": {"kind": "once"}}),
+        )
+        .await;
+        assert_eq!(api.deliver(&worker).await.sent, 1);
+        let mails = sink.wait_for(2, WAIT).await.unwrap();
+        let text = mails[1].text_body().unwrap();
+        assert!(text.contains("(your order 1002)"), "{text}");
+
+        // A future start cannot get a working link yet: refused, nothing done.
+        let before = api.count_events("enrolment.granted");
+        let start = (api.clock.now() + Duration::days(7)).to_rfc3339();
+        let r = api
+            .post(
+                &key,
+                "/api/v1/enrolments",
+                json!({"email": "later@example.com", "course": "first-aid", "starts_at": start, "send_link": {"kind": "access"}}),
+            )
+            .await;
+        assert_problem(&r, 403, "enrolment_not_started");
+        assert_eq!(api.count_events("enrolment.granted"), before);
+
+        let enrol_only = api.key(&[Scope::EnrolmentsWrite]);
+        let r = api
+            .post(
+                &enrol_only,
+                "/api/v1/enrolments",
+                json!({"email": "x@example.com", "course": "first-aid", "send_link": {"kind": "once"}}),
+            )
+            .await;
+        assert_problem(&r, 403, "insufficient_scope");
+        assert_eq!(r.body["required_scope"], "links:write");
+    }
+
+    async fn a_dead_link_mail_is_scrubbed_and_emits_email_failed(backend) {
+        let sink = SmtpSink::start().await;
+        sink.reject_rcpt_permanently("gone@example.com");
+        let api = spawn_on(backend, &[]).await;
+        let worker = api.mail_worker(&sink);
+        let key = api.key(ALL);
+        let r = api
+            .post(
+                &key,
+                "/api/v1/enrolments",
+                json!({"email": "gone@example.com", "course": "first-aid", "send_link": {"kind": "access"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let learner_id = r.body["learner_id"].as_str().unwrap().to_string();
+        let pending = api
+            .store
+            .read_blocking(|tx| coursegate_store::repo::outbox::by_topic(tx, "email.learner_link"))
+            .unwrap();
+        assert!(pending[0].payload.contains("/l/cgl"), "before delivery the link is queued");
+
+        let pass = api.deliver(&worker).await;
+        assert_eq!(pass.dead, 1, "{pass:?}");
+        let dead = api
+            .store
+            .read_blocking(|tx| coursegate_store::repo::outbox::by_topic(tx, "email.learner_link"))
+            .unwrap();
+        assert_eq!(dead[0].status, "dead");
+        assert!(!dead[0].payload.contains("cgl"), "{}", dead[0].payload);
+        let failed = api
+            .store
+            .read_blocking(|tx| coursegate_store::repo::outbox::by_topic(tx, "email.failed"))
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        let v: Value = serde_json::from_str(&failed[0].payload).unwrap();
+        assert_eq!(v["type"], "email.failed");
+        assert_eq!(v["data"]["learner_id"], learner_id.as_str());
+        assert_eq!(v["data"]["template"], "learner_link");
+        assert_eq!(v["data"]["email_id"], dead[0].id.as_str());
+        assert_eq!(api.count_events("link.sent"), 0);
+    }
+}
+
 #[actix_web::test]
-async fn links_wait_for_the_magic_link_door() {
+async fn enrolment_list_and_course_pages() {
+    let api = spawn().await;
+    let key = api.key(ALL);
+    for (email, course) in [
+        ("e1@example.com", "first-aid"),
+        ("e2@example.com", "first-aid"),
+        ("e1@example.com", "safety"),
+    ] {
+        let r = api
+            .post(
+                &key,
+                "/api/v1/enrolments",
+                json!({"email": email, "course": course}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let p1 = api.get(&key, "/api/v1/enrolments?limit=2").await;
+    assert_eq!(p1.status, 200, "{}", p1.body);
+    assert_eq!(p1.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(p1.body["data"][0]["course"], "first-aid");
+    assert_eq!(p1.body["data"][0]["progress"]["required_lessons"], 1);
+    let cursor = p1.body["next_cursor"].as_str().unwrap().to_string();
+    let p2 = api
+        .get(&key, &format!("/api/v1/enrolments?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(p2.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(p2.body["data"][0]["course"], "safety");
+    assert!(p2.body["next_cursor"].is_null());
+
+    let r = api
+        .get(&key, "/api/v1/enrolments?email=E1@example.com")
+        .await;
+    let courses: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["course"].as_str().unwrap())
+        .collect();
+    assert_eq!(courses, ["first-aid", "safety"]);
+    let r = api
+        .get(
+            &key,
+            "/api/v1/enrolments?email=e1@example.com&course=safety",
+        )
+        .await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    let r = api.get(&key, "/api/v1/enrolments?course=first-aid").await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    let r = api
+        .get(&key, "/api/v1/enrolments?email=nobody@example.com")
+        .await;
+    assert_eq!(r.body["data"], json!([]));
+    let r = api.get(&key, "/api/v1/enrolments?email=nonsense").await;
+    assert_problem(&r, 422, "invalid_input");
+    assert_eq!(r.body["errors"][0]["field"], "email");
+    let r = api.get(&key, "/api/v1/enrolments?cursor=nonsense").await;
+    assert_problem(&r, 422, "invalid_input");
+    assert_eq!(r.body["errors"][0]["field"], "cursor");
+    let r = api.get(&key, "/api/v1/enrolments?limit=0").await;
+    assert_problem(&r, 422, "invalid_input");
+    assert_eq!(r.body["errors"][0]["field"], "limit");
+
+    let c1 = api.get(&key, "/api/v1/courses?limit=1").await;
+    assert_eq!(c1.status, 200);
+    assert_eq!(c1.body["data"][0]["slug"], "first-aid");
+    assert_eq!(c1.body["next_cursor"], "first-aid");
+    let c2 = api
+        .get(&key, "/api/v1/courses?limit=1&cursor=first-aid")
+        .await;
+    assert_eq!(c2.body["data"][0]["slug"], "safety");
+    assert!(c2.body["next_cursor"].is_null());
+    let r = api.get(&key, "/api/v1/courses?cursor=Not%20A%20Slug").await;
+    assert_problem(&r, 422, "invalid_input");
+    assert_eq!(r.body["errors"][0]["field"], "cursor");
+}
+
+#[actix_web::test]
+async fn learners_upsert_by_external_id_and_lookups() {
     let api = spawn().await;
     let key = api.key(ALL);
     let r = api
         .post(
             &key,
-            "/api/v1/enrolments",
-            json!({"email": "x@example.com", "course": "first-aid", "send_link": {"kind": "access"}}),
+            "/api/v1/learners",
+            json!({"email": "dee@example.com", "external_id": "hr-7"}),
         )
         .await;
-    assert_problem(&r, 501, "not_implemented");
-    assert_eq!(
-        api.count_events("enrolment.granted"),
-        0,
-        "no effect when refused"
-    );
-    assert_problem(
-        &api.post(
-            &key,
-            "/api/v1/links",
-            json!({"email": "x@example.com", "course": "first-aid"}),
-        )
-        .await,
-        501,
-        "not_implemented",
-    );
-    assert_problem(
-        &api.get(&key, "/api/v1/links/abc").await,
-        501,
-        "not_implemented",
-    );
-    let enrol_only = api.key(&[Scope::EnrolmentsWrite]);
+    assert_eq!(r.status, 201);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    // Same person, new address in the HR system: updated, not duplicated.
     let r = api
         .post(
-            &enrol_only,
-            "/api/v1/enrolments",
-            json!({"email": "x@example.com", "course": "first-aid", "send_link": {"kind": "once"}}),
+            &key,
+            "/api/v1/learners",
+            json!({"email": "dee.new@example.com", "external_id": "hr-7", "name": "Dee"}),
         )
         .await;
-    assert_problem(&r, 403, "insufficient_scope");
-    assert_eq!(r.body["required_scope"], "links:write");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["id"], id.as_str());
+    assert_eq!(r.body["email"], "dee.new@example.com");
+    assert_eq!(r.body["name"], "Dee");
+    // The new address now reaches the same learner.
+    let r = api
+        .post(
+            &key,
+            "/api/v1/enrolments",
+            json!({"email": "dee.new@example.com", "course": "safety"}),
+        )
+        .await;
+    assert_eq!(r.body["learner_id"], id.as_str());
+
+    let r = api.get(&key, "/api/v1/learners?external_id=hr-7").await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["data"][0]["id"], id.as_str());
+    let r = api
+        .get(&key, "/api/v1/learners?email=DEE.NEW@example.com")
+        .await;
+    assert_eq!(r.body["data"][0]["id"], id.as_str());
+    assert!(r.body["next_cursor"].is_null());
+    let r = api
+        .get(
+            &key,
+            "/api/v1/learners?email=dee.new@example.com&external_id=hr-8",
+        )
+        .await;
+    assert_eq!(r.body["data"], json!([]));
+    let r = api
+        .get(&key, "/api/v1/learners?email=old@example.com")
+        .await;
+    assert_eq!(r.body["data"], json!([]));
+    assert_problem(
+        &api.get(&key, "/api/v1/learners?email=nonsense").await,
+        422,
+        "invalid_input",
+    );
+
+    // The external id's learner and the email's learner differ: refused.
+    api.post(
+        &key,
+        "/api/v1/learners",
+        json!({"email": "eve@example.com"}),
+    )
+    .await;
+    let r = api
+        .post(
+            &key,
+            "/api/v1/learners",
+            json!({"email": "eve@example.com", "external_id": "hr-7"}),
+        )
+        .await;
+    assert_problem(&r, 409, "conflict");
 }
 
 // ----------------------------------------------------------------- courses
@@ -1542,6 +2054,7 @@ async fn real_responses_match_the_openapi_document() {
         "/api/v1/enrolments/{id}/revoke",
         "/api/v1/courses/{slug}",
         "/api/v1/links",
+        "/api/v1/links/{id}",
         "/api/v1/webhooks/{id}/rotate",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
@@ -1619,6 +2132,38 @@ async fn real_responses_match_the_openapi_document() {
         )
         .await;
     check("Enrolment", &x.body);
+    check(
+        "EnrolmentPage",
+        &api.get(&key, "/api/v1/enrolments?limit=1").await.body,
+    );
+    let urls = api.key_with_urls(ALL);
+    let link = api
+        .post(
+            &urls,
+            "/api/v1/links",
+            json!({"email": "c@example.com", "course": "safety", "send": false}),
+        )
+        .await;
+    assert_eq!(link.status, 201, "{}", link.body);
+    check("Link", &link.body);
+    check(
+        "Link",
+        &api.get(
+            &key,
+            &format!("/api/v1/links/{}", link.body["id"].as_str().unwrap()),
+        )
+        .await
+        .body,
+    );
+    let sent = api
+        .post(
+            &key,
+            "/api/v1/enrolments",
+            json!({"email": "c@example.com", "course": "first-aid", "send_link": {"kind": "once"}}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    check("Enrolment", &sent.body);
     for p in [
         api.get(&key, "/api/v1/courses/none").await,
         api.post(&key, "/api/v1/learners", json!({"email": 1}))

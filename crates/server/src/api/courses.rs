@@ -1,9 +1,13 @@
 //! `/api/v1/courses`
 
 use actix_web::{http::StatusCode, web, HttpResponse};
-use coursegate_core::{api_keys::Scope, api_views, courses};
+use coursegate_core::{api_keys::Scope, api_views};
 
-use super::{dto, read, ApiCaller};
+use super::{
+    dto,
+    learners::{page_limit, PageQuery},
+    read, ApiCaller,
+};
 use crate::{app::AppState, error::ApiError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -11,19 +15,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/courses/{slug}").route(web::get().to(get)));
 }
 
-/// List every course (published or not).
+/// List every course (published or not) in slug order, with cursor pagination.
 #[utoipa::path(
     get, path = "/api/v1/courses", tag = "courses",
-    responses((status = 200, description = "Courses by title", body = dto::CourseList)),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of courses", body = dto::CourseList),
+        (status = 422, description = "Bad cursor or limit", body = dto::Problem, content_type = "application/problem+json"),
+    ),
     security(("api_key" = ["read"]))
 )]
-pub async fn list(state: web::Data<AppState>, caller: ApiCaller) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
-    let rows = read(&state, |tx, _| courses::list(tx)).await?;
+    let q = q.into_inner();
+    let limit = page_limit(q.limit)?;
+    let (rows, next) = read(&state, move |tx, _| {
+        api_views::courses_page(tx, q.cursor.as_deref(), limit)
+    })
+    .await?;
     Ok(super::json(
         StatusCode::OK,
         &dto::CourseList {
             data: rows.iter().map(|(c, n)| dto::Course::of(c, *n)).collect(),
+            next_cursor: next,
         },
     ))
 }

@@ -2,7 +2,12 @@
 //! Requests refuse unknown fields; every created object carries its `id`.
 
 use chrono::{DateTime, Utc};
-use coursegate_core::{access::utc, api_views::EnrolmentView, webhooks as core_webhooks};
+use coursegate_core::{
+    access::utc,
+    api_views::{ApiLink, EnrolmentView},
+    links::LinkStatus,
+    webhooks as core_webhooks,
+};
 use coursegate_store::models::{
     Course as CourseRow, Learner as LearnerRow, Lesson, WebhookDelivery, WebhookEndpoint,
 };
@@ -107,7 +112,7 @@ pub enum LinkKind {
 #[serde(deny_unknown_fields)]
 pub struct SendLinkIn {
     pub kind: LinkKind,
-    /// Language of the email, e.g. `en`.
+    /// Language of the email, e.g. `en` (only `en` templates exist so far; other values fall back to it).
     #[serde(default)]
     pub locale: Option<String>,
 }
@@ -164,6 +169,10 @@ pub struct Enrolment {
     pub progress: Progress,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// With `send_link`: the link that was queued for sending (`url` only
+    /// for keys created with `allow_link_urls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
 }
 
 impl From<&EnrolmentView> for Enrolment {
@@ -189,6 +198,7 @@ impl From<&EnrolmentView> for Enrolment {
             },
             created_at: utc(e.created_at),
             updated_at: utc(e.updated_at),
+            link: None,
         }
     }
 }
@@ -283,6 +293,16 @@ pub struct CourseDetail {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CourseList {
     pub data: Vec<Course>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrolmentPage {
+    pub data: Vec<Enrolment>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `POST /api/v1/webhooks`
@@ -413,13 +433,64 @@ pub struct Replayed {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkIn {
+    /// The learner's email address (the learner must be enrolled in the course).
+    #[schema(example = "ann@example.com")]
     pub email: String,
+    /// Course slug.
+    #[schema(example = "first-aid")]
     pub course: String,
+    /// Default: the course's link policy.
     #[serde(default)]
     pub kind: Option<LinkKind>,
-    /// Email it to the learner (default true); false returns the URL to keys allowed to see it.
+    /// Email it to the learner (default true). `false` is only allowed for
+    /// keys created with `allow_link_urls`, which get the `url` back.
     #[serde(default)]
     pub send: Option<bool>,
+}
+
+/// A learner link and its status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Link {
+    pub id: String,
+    pub learner_id: String,
+    /// Course slug.
+    pub course: Option<String>,
+    /// `access` (reusable until it expires) or `once` (one-time sign-in).
+    pub kind: String,
+    /// `issued`, `sent`, `opened`, `opened_by_scanner`, `redeemed`, `expired`, `superseded`, `revoked` or `used`.
+    pub status: String,
+    /// The link itself: only in the response to `POST /api/v1/links`, and only
+    /// for keys created with `allow_link_urls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// When the email carrying it was accepted by the mail server.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub opened_count: i32,
+    pub redeem_count: i32,
+}
+
+impl Link {
+    pub fn from_status(s: &LinkStatus, learner_id: &str, url: Option<String>) -> Self {
+        Self {
+            id: s.id.clone(),
+            learner_id: learner_id.to_string(),
+            course: s.course.clone(),
+            kind: s.kind.clone(),
+            status: s.status.to_string(),
+            url,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            sent_at: s.sent_at,
+            opened_count: s.opened_count,
+            redeem_count: s.redeem_count,
+        }
+    }
+
+    pub fn of(l: &ApiLink) -> Self {
+        Self::from_status(&l.status, &l.learner_id, l.url.clone())
+    }
 }
 
 /// The body of every webhook delivery (Standard Webhooks headers

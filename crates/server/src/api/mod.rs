@@ -64,6 +64,7 @@ pub fn api_err(e: CoreError) -> ApiError {
         "invalid_input" => StatusCode::UNPROCESSABLE_ENTITY,
         "idempotency_key_reused" => StatusCode::UNPROCESSABLE_ENTITY,
         "idempotency_key_in_use" => StatusCode::CONFLICT,
+        "link_url_not_allowed" => StatusCode::FORBIDDEN,
         _ => a.status,
     };
     a
@@ -179,13 +180,4 @@ where
             Err(e) => return Err(api_err(e)),
         }
     }
-}
-
-/// 501 for the parts that wait for the magic-link door.
-pub fn not_implemented(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!("{what} needs the magic-link door, which this server does not have yet."),
-    )
 }

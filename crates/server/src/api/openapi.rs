@@ -16,7 +16,7 @@ use super::{courses, dto, enrolments, learners, links, webhooks};
     ),
     paths(
         learners::upsert, learners::list, learners::get,
-        enrolments::create, enrolments::get, enrolments::revoke, enrolments::extend,
+        enrolments::create, enrolments::list, enrolments::get, enrolments::revoke, enrolments::extend,
         courses::list, courses::get,
         links::create, links::get,
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete,
@@ -30,14 +30,14 @@ use super::{courses, dto, enrolments, learners, links, webhooks};
         dto::Course, dto::CourseDetail, dto::CourseList, dto::LessonOut,
         dto::WebhookIn, dto::Webhook, dto::WebhookWithSecret, dto::WebhookList,
         dto::Delivery, dto::DeliveryPage, dto::Replayed, dto::WebhookEvent,
-        dto::LinkIn,
+        dto::LinkIn, dto::Link, dto::EnrolmentPage,
     )),
     modifiers(&Security),
     tags(
         (name = "learners", description = "People who take courses"),
         (name = "enrolments", description = "Access of a learner to a course"),
         (name = "courses", description = "What can be enrolled in"),
-        (name = "links", description = "Sign-in and course-access links (needs the magic-link door)"),
+        (name = "links", description = "Sign-in and course-access links for enrolled learners"),
         (name = "webhooks", description = "Signed event deliveries (Standard Webhooks)"),
     )
 )]

@@ -80,3 +80,16 @@ pub fn next_lesson_position(conn: &mut DbConn, course_id: &str) -> Result<i32, S
         .first(conn)?;
     Ok(max.unwrap_or(0) + 1)
 }
+
+/// One keyset page of courses in slug order (slugs are unique).
+pub fn page_after(
+    conn: &mut DbConn,
+    after_slug: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Course>, StoreError> {
+    let mut q = courses::table.select(Course::as_select()).into_boxed();
+    if let Some(a) = after_slug {
+        q = q.filter(courses::slug.gt(a.to_string()));
+    }
+    Ok(q.order(courses::slug.asc()).limit(limit).load(conn)?)
+}

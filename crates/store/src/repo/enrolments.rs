@@ -91,3 +91,28 @@ pub fn progress_of_many(
         .select((progress::enrolment_id, progress::lesson_id))
         .load(conn)?)
 }
+
+/// One keyset page of enrolments with their course, oldest first (ids are
+/// time-ordered); optionally only a learner's or only a course's.
+pub fn page_after(
+    conn: &mut DbConn,
+    learner_id: Option<&str>,
+    course_id: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(Enrolment, Course)>, StoreError> {
+    let mut q = enrolments::table
+        .inner_join(courses::table)
+        .select((Enrolment::as_select(), Course::as_select()))
+        .into_boxed();
+    if let Some(l) = learner_id {
+        q = q.filter(enrolments::learner_id.eq(l.to_string()));
+    }
+    if let Some(c) = course_id {
+        q = q.filter(enrolments::course_id.eq(c.to_string()));
+    }
+    if let Some(a) = after {
+        q = q.filter(enrolments::id.gt(a.to_string()));
+    }
+    Ok(q.order(enrolments::id.asc()).limit(limit).load(conn)?)
+}

@@ -119,3 +119,23 @@ pub fn page_after(
     }
     Ok(q.order(learners::id.asc()).limit(limit).load(conn)?)
 }
+
+/// Moves a learner's email identities to a new address (an upsert by
+/// external id that changed the email). Returns how many rows changed.
+pub fn retarget_email_identity(
+    conn: &mut DbConn,
+    learner_id: &str,
+    identity_key: &str,
+    email_lower: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        learner_identities::table
+            .filter(learner_identities::learner_id.eq(learner_id))
+            .filter(learner_identities::kind.eq("email")),
+    )
+    .set((
+        learner_identities::identity_key.eq(identity_key),
+        learner_identities::email_lower.eq(Some(email_lower)),
+    ))
+    .execute(conn)?)
+}
