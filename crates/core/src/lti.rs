@@ -659,6 +659,12 @@ pub fn complete_launch(
             },
         )?;
     }
+    if let (Some(rl), Some(e)) = (
+        link_row.as_ref(),
+        repo::enrolments::find(tx, &learner.id, &course.id)?,
+    ) {
+        crate::ags::link_enrolment(tx, now, &e.id, &platform.id, &rl.id, &v.sub)?;
+    }
     let started = sessions::start_learner_session(
         tx,
         now,
