@@ -325,3 +325,8 @@ pub fn record_failed(
     }
     Ok(())
 }
+
+/// The line item URL now known for a resource link.
+pub fn lineitem_of(tx: &mut Tx, resource_link_row_id: &str) -> Result<Option<String>, CoreError> {
+    Ok(repo::lti::get_resource_link(tx, resource_link_row_id)?.and_then(|r| r.lineitem_url))
+}
