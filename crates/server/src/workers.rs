@@ -614,8 +614,10 @@ async fn post_score(
         .read(move |tx| ags::lineitem_of(tx, &rl))
         .await?
         .or_else(|| job.lineitem_url.clone());
+    // The same scope set for every score of a link (so one cached token
+    // serves them all): score, plus lineitem when the launch granted it.
     let mut scopes = vec![ags::SCOPE_SCORE];
-    if known.is_none() {
+    if job.scopes.iter().any(|s| s == ags::SCOPE_LINEITEM) {
         scopes.push(ags::SCOPE_LINEITEM);
     }
     let parse = |what: &str, v: &str| ScoreFailure {
