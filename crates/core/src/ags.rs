@@ -113,8 +113,8 @@ pub fn enqueue_score(
     };
     let scopes = scopes_of(&rl);
     let has = |s: &str| scopes.iter().any(|x| x == s);
-    let addressable = rl.lineitem_url.is_some()
-        || (rl.lineitems_url.is_some() && has(SCOPE_LINEITEM));
+    let addressable =
+        rl.lineitem_url.is_some() || (rl.lineitems_url.is_some() && has(SCOPE_LINEITEM));
     if !has(SCOPE_SCORE) || !addressable {
         return Ok(false);
     }

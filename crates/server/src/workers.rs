@@ -518,8 +518,8 @@ pub async fn deliver_due_scores(
                     .await?;
             }
             (Err(f), job) => {
-                let next = (f.retryable && attempts < w.max_attempts)
-                    .then(|| now + w.backoff(attempts));
+                let next =
+                    (f.retryable && attempts < w.max_attempts).then(|| now + w.backoff(attempts));
                 if next.is_some() {
                     pass.retry += 1;
                 } else {
@@ -624,8 +624,9 @@ async fn post_score(
         message: format!("unknown {what} {v:?} in the score payload"),
         retryable: false,
     };
-    let activity: ActivityProgress = serde_json::from_value(job.activity_progress.clone().into())
-        .map_err(|_| parse("activityProgress", &job.activity_progress))?;
+    let activity: ActivityProgress =
+        serde_json::from_value(job.activity_progress.clone().into())
+            .map_err(|_| parse("activityProgress", &job.activity_progress))?;
     let grading: GradingProgress = serde_json::from_value(job.grading_progress.clone().into())
         .map_err(|_| parse("gradingProgress", &job.grading_progress))?;
     let timestamp = chrono::DateTime::parse_from_rfc3339(&job.timestamp)

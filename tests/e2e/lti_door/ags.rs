@@ -23,7 +23,10 @@ fn ags_claim(tool: &Tool) -> serde_json::Value {
 
 fn csrf_of(page: &str) -> String {
     let k = "name=\"csrf\" value=\"";
-    let i = page.find(k).unwrap_or_else(|| panic!("a csrf field in {page}")) + k.len();
+    let i = page
+        .find(k)
+        .unwrap_or_else(|| panic!("a csrf field in {page}"))
+        + k.len();
     page[i..i + page[i..].find('"').unwrap()].to_string()
 }
 
@@ -139,7 +142,13 @@ async fn completion_posts_one_fully_graded_score(db: Db) {
         .unwrap();
     assert_eq!(
         links.lineitem_url.as_deref(),
-        Some(format!("http://127.0.0.1:{}/lineitems/1/lineitem", tool.platform.port).as_str())
+        Some(
+            format!(
+                "http://127.0.0.1:{}/lineitems/1/lineitem",
+                tool.platform.port
+            )
+            .as_str()
+        )
     );
     // Exactly once: later passes find nothing to do.
     assert_eq!(pass(&tool, &w).await, ScorePass::default());
@@ -190,7 +199,8 @@ async fn platform_down_then_up_delivers_once(db: Db) {
     // Not due again before its back-off, even once the platform is back.
     tool.platform.services.lock().unwrap().down = false;
     assert_eq!(pass(&tool, &w).await, ScorePass::default());
-    tool.manual.advance(w.backoff(1) + chrono::Duration::seconds(1));
+    tool.manual
+        .advance(w.backoff(1) + chrono::Duration::seconds(1));
     assert_eq!(
         pass(&tool, &w).await,
         ScorePass {
@@ -231,13 +241,18 @@ async fn the_access_token_is_reused_from_the_database_across_scores() {
     // Later, but well before the token's expiry minus the margin.
     tool.manual.advance(chrono::Duration::minutes(30));
     assert_eq!(pass(&tool, &w).await.sent, 1);
-    let sv = tool.platform.services.lock().unwrap();
-    assert_eq!(sv.token_hits, 1, "one token request for both scores");
-    assert_eq!(sv.scores.len(), 2);
-    assert_eq!(sv.scores[0].1["userId"], "learner-a");
-    assert_eq!(sv.scores[1].1["userId"], "learner-b");
-    assert_eq!(sv.lineitems.len(), 1, "the second score reused the line item");
-    drop(sv);
+    {
+        let sv = tool.platform.services.lock().unwrap();
+        assert_eq!(sv.token_hits, 1, "one token request for both scores");
+        assert_eq!(sv.scores.len(), 2);
+        assert_eq!(sv.scores[0].1["userId"], "learner-a");
+        assert_eq!(sv.scores[1].1["userId"], "learner-b");
+        assert_eq!(
+            sv.lineitems.len(),
+            1,
+            "the second score reused the line item"
+        );
+    }
     // After the token expires, a new one (with a fresh jti) is requested.
     launch_and_complete(&tool, "learner-c").await;
     tool.manual.advance(chrono::Duration::hours(1));

@@ -124,6 +124,8 @@ pub struct Services {
     pub refusals: Vec<String>,
     /// While true every AGS endpoint answers 503.
     pub down: bool,
+    /// Dynamic Registration requests received.
+    pub registrations: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -266,7 +268,15 @@ impl Platform {
                 .route("/lms", web::get().to(platform_lms))
                 .route("/token", web::post().to(crate::services::token))
                 .route("/lineitems", web::get().to(crate::services::lineitems_get))
-                .route("/lineitems", web::post().to(crate::services::lineitems_post))
+                .route(
+                    "/lineitems",
+                    web::post().to(crate::services::lineitems_post),
+                )
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(crate::services::openid_configuration),
+                )
+                .route("/register", web::post().to(crate::services::register))
                 .route(
                     "/lineitems/{n}/lineitem/scores",
                     web::post().to(crate::services::score_post),

@@ -11,5 +11,6 @@ mod browser;
 mod common;
 mod conformance;
 mod interop;
+mod registration;
 mod services;
 mod two_instances;

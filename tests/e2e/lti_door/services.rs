@@ -86,7 +86,11 @@ pub async fn token(
     if let Some((name, _)) = checks.iter().find(|(_, ok)| !ok) {
         return oauth_error(&st, 401, "invalid_client", format!("claim {name}"));
     }
-    let Some(jti) = claims.get("jti").and_then(Value::as_str).map(str::to_string) else {
+    let Some(jti) = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return oauth_error(&st, 401, "invalid_client", "no jti".into());
     };
     let requested: Vec<String> = f
@@ -173,7 +177,8 @@ pub async fn lineitems_get(st: web::Data<PlatformState>, req: HttpRequest) -> Ht
         .filter(|li| {
             q.get("resource_link_id")
                 .is_none_or(|v| li["resourceLinkId"] == json!(v))
-                && q.get("resource_id").is_none_or(|v| li["resourceId"] == json!(v))
+                && q.get("resource_id")
+                    .is_none_or(|v| li["resourceId"] == json!(v))
         })
         .cloned()
         .collect();
@@ -254,4 +259,71 @@ pub async fn score_post(
     }
     sv.scores.push((n, score));
     HttpResponse::Ok().finish()
+}
+
+/// The registration token the test platform hands out.
+pub const REGISTRATION_TOKEN: &str = "reg-token-1";
+pub const DYN_CLIENT_ID: &str = "dyn-client-1";
+pub const DYN_DEPLOYMENT_ID: &str = "dyn-deployment-1";
+
+/// The platform's openid_configuration; `?issuer=` overrides the issuer
+/// (to test the mismatch check).
+pub async fn openid_configuration(st: web::Data<PlatformState>, req: HttpRequest) -> HttpResponse {
+    let q: HashMap<String, String> = web::Query::from_query(req.query_string())
+        .map(|q: web::Query<HashMap<String, String>>| q.into_inner())
+        .unwrap_or_default();
+    let b = &st.base;
+    let issuer = q.get("issuer").cloned().unwrap_or_else(|| b.clone());
+    HttpResponse::Ok().json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{b}/auth"),
+        "token_endpoint": format!("{b}/token"),
+        "jwks_uri": format!("{b}/jwks"),
+        "registration_endpoint": format!("{b}/register"),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["id_token"],
+        "scopes_supported": ["openid", scopes::AGS_SCORE, scopes::AGS_LINEITEM],
+        "claims_supported": ["iss", "sub", "name", "email"],
+        "https://purl.imsglobal.org/spec/lti-platform-configuration": {
+            "product_family_code": "test",
+            "version": "1.0",
+            "messages_supported": [{"type": "LtiResourceLinkRequest"}, {"type": "LtiDeepLinkingRequest"}],
+        },
+    }))
+}
+
+/// The registration endpoint: demands the registration token and a
+/// complete tool registration; answers with a client id and deployment.
+pub async fn register(
+    st: web::Data<PlatformState>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let body = body.into_inner();
+    let mut sv = st.services.lock().unwrap();
+    if header(&req, "authorization") != format!("Bearer {REGISTRATION_TOKEN}") {
+        sv.refusals.push("registration without the token".into());
+        return HttpResponse::Unauthorized().body("registration_token required");
+    }
+    let tool_cfg = &body["https://purl.imsglobal.org/spec/lti-tool-configuration"];
+    for (k, ok) in [
+        ("initiate_login_uri", body["initiate_login_uri"].is_string()),
+        ("redirect_uris", body["redirect_uris"].is_array()),
+        ("jwks_uri", body["jwks_uri"].is_string()),
+        ("target_link_uri", tool_cfg["target_link_uri"].is_string()),
+    ] {
+        if !ok {
+            sv.refusals.push(format!("registration lacks {k}"));
+            return HttpResponse::BadRequest()
+                .json(json!({"error": "invalid_client_metadata", "field": k}));
+        }
+    }
+    sv.registrations.push(body.clone());
+    let mut answer = body;
+    answer["client_id"] = json!(DYN_CLIENT_ID);
+    answer["https://purl.imsglobal.org/spec/lti-tool-configuration"]["deployment_id"] =
+        json!(DYN_DEPLOYMENT_ID);
+    HttpResponse::Ok().json(answer)
 }
