@@ -24,7 +24,11 @@ pub fn spawn_maintenance(
             let result = state
                 .store
                 .write(move |tx| {
-                    let n = coursegate_store::repo::lti::purge_expired(tx, now.naive_utc())?;
+                    let n = coursegate_store::repo::lti::purge_expired(tx, now.naive_utc())?
+                        + coursegate_store::repo::lti_services::purge_expired_tokens(
+                            tx,
+                            now.naive_utc(),
+                        )?;
                     let s = coursegate_store::repo::sessions::purge_ended(
                         tx,
                         (now - chrono::Duration::days(7)).naive_utc(),
