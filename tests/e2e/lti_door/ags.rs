@@ -292,3 +292,40 @@ async fn a_launch_without_the_score_scope_queues_nothing() {
         .unwrap();
     assert_eq!(events.len(), 1);
 }
+
+#[tokio::test]
+async fn a_409_for_a_timestamp_that_is_not_newer_counts_as_delivered() {
+    let tool = Tool::start(Opts::default()).await;
+    let w = ScoreWorker::default();
+    {
+        // The LMS already holds a later score for this learner (Moodle answers 409).
+        let mut sv = tool.platform.services.lock().unwrap();
+        let base = format!("http://127.0.0.1:{}", tool.platform.port);
+        sv.lineitems.push(json!({
+            "id": format!("{base}/lineitems/1/lineitem"), "label": "Intro",
+            "scoreMaximum": 100.0, "resourceId": "intro", "resourceLinkId": "rl-1",
+        }));
+        sv.scores.push((
+            1,
+            json!({"userId": "u-409", "timestamp": "2099-01-01T00:00:00.000000Z",
+                   "activityProgress": "Completed", "gradingProgress": "FullyGraded"}),
+        ));
+    }
+    launch_and_complete(&tool, "u-409").await;
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    let row = &score_rows(&tool)[0];
+    assert_eq!(row.status, "sent");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("409: the platform holds a newer score")
+    );
+    let sv = tool.platform.services.lock().unwrap();
+    assert_eq!(sv.lineitems.len(), 1, "the existing line item was found");
+    assert_eq!(sv.scores.len(), 1);
+}
