@@ -516,6 +516,13 @@ pub fn complete_lesson(
         e.version += 1;
         e.updated_at = n;
         repo::enrolments::update(tx, &e)?;
+        crate::ags::enqueue_score(
+            tx,
+            now,
+            &e,
+            &course,
+            &summarise(&lessons, &done, e.completed_at.is_some()),
+        )?;
     }
     let next_lesson_id = lessons.get(idx + 1).map(|l| l.id.clone());
     Ok(Completed {

@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod access;
+pub mod ags;
 pub mod api_keys;
 pub mod api_views;
 pub mod audit;

@@ -659,6 +659,12 @@ pub fn complete_launch(
             },
         )?;
     }
+    if let (Some(rl), Some(e)) = (
+        link_row.as_ref(),
+        repo::enrolments::find(tx, &learner.id, &course.id)?,
+    ) {
+        crate::ags::link_enrolment(tx, now, &e.id, &platform.id, &rl.id, &v.sub)?;
+    }
     let started = sessions::start_learner_session(
         tx,
         now,
@@ -1096,4 +1102,62 @@ pub fn recent_flights(
             })
             .collect(),
     )
+}
+
+/// A platform as Dynamic Registration learnt it: its checked
+/// openid_configuration and the client id (and deployment) it assigned.
+#[derive(Debug, Clone)]
+pub struct DynamicRegistration {
+    pub issuer: String,
+    pub client_id: String,
+    pub name: Option<String>,
+    pub auth_url: String,
+    pub token_url: String,
+    pub jwks_url: String,
+    /// Brightspace's `authorization_server`: the client assertion's audience.
+    pub audience: Option<String>,
+    /// The platform's product family code (moodle, canvas, desire2learn, …).
+    pub lms: Option<String>,
+    pub deployment_id: Option<String>,
+}
+
+/// Stores a dynamically registered platform and its deployment. When the
+/// platform assigned no deployment (Canvas creates them on install), later
+/// unknown deployments wait for staff approval instead of being refused.
+pub fn add_dynamic_registration(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    r: DynamicRegistration,
+) -> Result<LtiPlatform, CoreError> {
+    let policy = if r.deployment_id.is_some() {
+        DeploymentPolicy::Reject
+    } else {
+        DeploymentPolicy::Pending
+    };
+    let (platform, _) = add_platform(
+        tx,
+        now,
+        NewPlatform {
+            issuer: r.issuer,
+            client_id: r.client_id,
+            name: r.name,
+            auth_url: r.auth_url,
+            token_url: r.token_url,
+            jwks_url: r.jwks_url,
+            audience: r.audience,
+            customer: None,
+            lms: r.lms,
+            unknown_deployments: policy,
+            deployment_ids: r.deployment_id.into_iter().collect(),
+        },
+    )?;
+    audit::record(
+        tx,
+        now,
+        &Actor::system(),
+        "lti.platform.registered",
+        Some(("platform", &platform.id)),
+        json!({ "issuer": platform.issuer, "client_id": platform.client_id, "via": "dynamic_registration" }),
+    )?;
+    Ok(platform)
 }

@@ -894,6 +894,13 @@ async fn serve_with(config: Config, store: Store) -> anyhow::Result<()> {
             std::time::Duration::from_secs(data.config.mail_poll_secs),
         );
     }
+    let _scores = data.config.outbox_workers.then(|| {
+        crate::workers::spawn_score_worker(
+            data.clone(),
+            crate::workers::ScoreWorker::default(),
+            std::time::Duration::from_secs(data.config.mail_poll_secs),
+        )
+    });
     let _webhooks = data.config.outbox_workers.then(|| {
         crate::workers::spawn_webhooks(data.clone(), crate::workers::WebhookWorker::default())
     });

@@ -24,7 +24,11 @@ pub fn spawn_maintenance(
             let result = state
                 .store
                 .write(move |tx| {
-                    let n = coursegate_store::repo::lti::purge_expired(tx, now.naive_utc())?;
+                    let n = coursegate_store::repo::lti::purge_expired(tx, now.naive_utc())?
+                        + coursegate_store::repo::lti_services::purge_expired_tokens(
+                            tx,
+                            now.naive_utc(),
+                        )?;
                     let s = coursegate_store::repo::sessions::purge_ended(
                         tx,
                         (now - chrono::Duration::days(7)).naive_utc(),
@@ -380,6 +384,313 @@ pub fn spawn_mail_worker(
                 Ok(p) if p.sent + p.retry + p.dead > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "email worker pass failed; will retry"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// The grade passback worker: claims `score` outbox rows with a lease and
+/// posts each with the AGS client (finding or creating the line item when
+/// the launch only gave a line items container). Access tokens come from the
+/// database cache shared by all instances; a 401 refreshes the token once.
+/// Transient failures back off exponentially; a permanent one, or the last
+/// allowed attempt, makes the row dead (listed in the outbox, replayable).
+pub struct ScoreWorker {
+    pub max_attempts: i32,
+    pub first_backoff: chrono::Duration,
+    pub max_backoff: chrono::Duration,
+    pub lease: chrono::Duration,
+    /// Stop using a cached token this long before the platform says it expires.
+    pub token_margin_secs: i64,
+    pub batch: i64,
+}
+
+impl Default for ScoreWorker {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            first_backoff: chrono::Duration::seconds(30),
+            max_backoff: chrono::Duration::hours(1),
+            lease: chrono::Duration::minutes(2),
+            token_margin_secs: 60,
+            batch: 20,
+        }
+    }
+}
+
+impl ScoreWorker {
+    /// Delay before attempt `attempts + 1`.
+    pub fn backoff(&self, attempts: i32) -> chrono::Duration {
+        let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
+        let d = self.first_backoff * 2i32.saturating_pow(exp);
+        d.min(self.max_backoff)
+    }
+}
+
+/// Result of one pass over due scores.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScorePass {
+    pub sent: usize,
+    pub retry: usize,
+    pub dead: usize,
+}
+
+/// Why one delivery failed.
+struct ScoreFailure {
+    message: String,
+    retryable: bool,
+}
+
+impl From<coursegate_lti::LtiError> for ScoreFailure {
+    fn from(e: coursegate_lti::LtiError) -> Self {
+        ScoreFailure {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<coursegate_core::CoreError> for ScoreFailure {
+    fn from(e: coursegate_core::CoreError) -> Self {
+        ScoreFailure {
+            retryable: true,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One pass over due scores (tests call this directly with a manual clock).
+pub async fn deliver_due_scores(
+    state: &AppState,
+    w: &ScoreWorker,
+) -> Result<ScorePass, coursegate_core::CoreError> {
+    use coursegate_core::{ags, CoreError};
+    use coursegate_store::repo;
+    let now = state.clock.now();
+    let lease_until = (now + w.lease).naive_utc();
+    let batch = w.batch;
+    let rows = state
+        .store
+        .write(move |tx| {
+            repo::outbox::claim_due(tx, &[ags::KIND_SCORE], now.naive_utc(), lease_until, batch)
+        })
+        .await
+        .map_err(CoreError::from)?;
+    let mut pass = ScorePass::default();
+    for row in rows {
+        let job: Result<ags::ScoreJob, _> = serde_json::from_str(&row.payload);
+        let outcome = match &job {
+            Ok(job) => post_score(state, w, job).await,
+            Err(e) => Err(ScoreFailure {
+                message: format!("unreadable score payload: {e}"),
+                retryable: false,
+            }),
+        };
+        let now = state.clock.now();
+        let id = row.id.clone();
+        let attempts = row.attempts;
+        match (outcome, job) {
+            (Ok(how), Ok(job)) => {
+                pass.sent += 1;
+                state
+                    .store
+                    .write(move |tx| ags::record_delivered(tx, now, &id, &job, how))
+                    .await?;
+            }
+            (Err(f), job) => {
+                let next =
+                    (f.retryable && attempts < w.max_attempts).then(|| now + w.backoff(attempts));
+                if next.is_some() {
+                    pass.retry += 1;
+                } else {
+                    pass.dead += 1;
+                }
+                tracing::warn!(outbox_id = %id, attempts, error = %f.message, dead = next.is_none(), "score delivery failed");
+                let enrolment = job.map(|j| j.enrolment_id).unwrap_or_default();
+                state
+                    .store
+                    .write(move |tx| {
+                        ags::record_failed(tx, now, &id, &enrolment, &f.message, attempts, next)
+                    })
+                    .await?;
+            }
+            (Ok(_), Err(_)) => unreachable!("a score is only posted from a readable payload"),
+        }
+    }
+    Ok(pass)
+}
+
+/// An access token for `scopes`: from the database cache unless `fresh`,
+/// else requested with a new client assertion and cached for every instance.
+async fn service_token(
+    state: &AppState,
+    w: &ScoreWorker,
+    target: &coursegate_core::ags::ServiceTarget,
+    scopes: &[&str],
+    fresh: bool,
+) -> Result<String, ScoreFailure> {
+    use coursegate_core::ags;
+    use coursegate_lti::services::{ServiceClient, TokenClient, TokenRequest};
+    let key = ags::scope_key(scopes);
+    let now = state.clock.now();
+    if !fresh {
+        let (pid, k) = (target.platform_id.clone(), key.clone());
+        if let Some(t) = state
+            .store
+            .read(move |tx| ags::cached_token(tx, now, &pid, &k))
+            .await?
+        {
+            return Ok(t);
+        }
+    }
+    let keys = state.lti.tool_keys().ok_or_else(|| ScoreFailure {
+        message: "the tool has no signing key (COURSEGATE_KEYS_DIR)".into(),
+        retryable: true,
+    })?;
+    let jti = uuid::Uuid::new_v4().to_string();
+    let tc = TokenClient::new(ServiceClient::with_client(state.lti.http().clone()));
+    let tok = tc
+        .request(
+            &keys,
+            &TokenRequest {
+                token_url: &target.token_url,
+                client_id: &target.client_id,
+                audience: target.audience.as_deref(),
+                scopes,
+                jti: &jti,
+            },
+            now,
+        )
+        .await?;
+    let expires_at = tok.expires_at(now, w.token_margin_secs);
+    let (pid, access) = (target.platform_id.clone(), tok.access_token.clone());
+    state
+        .store
+        .write(move |tx| ags::store_token(tx, now, &pid, &key, &access, expires_at))
+        .await?;
+    Ok(tok.access_token)
+}
+
+async fn post_score(
+    state: &AppState,
+    w: &ScoreWorker,
+    job: &coursegate_core::ags::ScoreJob,
+) -> Result<coursegate_core::ags::Delivered, ScoreFailure> {
+    use coursegate_core::ags::{self, Delivered};
+    use coursegate_lti::services::{
+        ags::{ActivityProgress, GradingProgress, LineItem, Score},
+        ServiceClient,
+    };
+    use coursegate_lti::LtiError;
+    let pid = job.platform_id.clone();
+    let target = state
+        .store
+        .read(move |tx| ags::service_target(tx, &pid))
+        .await?;
+    let rl = job.resource_link_row_id.clone();
+    // A line item found or created for an earlier score of this link.
+    let known = state
+        .store
+        .read(move |tx| ags::lineitem_of(tx, &rl))
+        .await?
+        .or_else(|| job.lineitem_url.clone());
+    // The same scope set for every score of a link (so one cached token
+    // serves them all): score, plus lineitem when the launch granted it.
+    let mut scopes = vec![ags::SCOPE_SCORE];
+    if job.scopes.iter().any(|s| s == ags::SCOPE_LINEITEM) {
+        scopes.push(ags::SCOPE_LINEITEM);
+    }
+    let parse = |what: &str, v: &str| ScoreFailure {
+        message: format!("unknown {what} {v:?} in the score payload"),
+        retryable: false,
+    };
+    let activity: ActivityProgress =
+        serde_json::from_value(job.activity_progress.clone().into())
+            .map_err(|_| parse("activityProgress", &job.activity_progress))?;
+    let grading: GradingProgress = serde_json::from_value(job.grading_progress.clone().into())
+        .map_err(|_| parse("gradingProgress", &job.grading_progress))?;
+    let timestamp = chrono::DateTime::parse_from_rfc3339(&job.timestamp)
+        .map_err(|_| parse("timestamp", &job.timestamp))?
+        .with_timezone(&chrono::Utc);
+    let score = Score::new(job.user_id.clone(), timestamp, activity, grading)
+        .with_score(job.score_given, job.score_maximum);
+    let client = ServiceClient::with_client(state.lti.http().clone());
+    let mut fresh = false;
+    loop {
+        let token = service_token(state, w, &target, &scopes, fresh).await?;
+        let lineitem = match &known {
+            Some(u) => Ok(u.clone()),
+            None => {
+                let Some(container) = job.lineitems_url.as_deref() else {
+                    return Err(ScoreFailure {
+                        message: "the launch gave neither a line item nor a line items URL".into(),
+                        retryable: false,
+                    });
+                };
+                let mut item = LineItem::new(job.course_title.clone(), job.score_maximum);
+                item.resource_id = Some(job.course_slug.clone());
+                item.resource_link_id = Some(job.resource_link_id.clone());
+                client
+                    .find_or_create_line_item(&token, container, &item)
+                    .await
+                    .and_then(|li| {
+                        li.id.ok_or_else(|| LtiError::ServiceResponseInvalid {
+                            url: container.to_string(),
+                            reason: "the created line item has no id".into(),
+                        })
+                    })
+            }
+        };
+        let result = match lineitem {
+            Ok(url) => {
+                if known.is_none() {
+                    let (rl, u, now) = (
+                        job.resource_link_row_id.clone(),
+                        url.clone(),
+                        state.clock.now(),
+                    );
+                    state
+                        .store
+                        .write(move |tx| ags::save_lineitem(tx, now, &rl, &u))
+                        .await?;
+                }
+                client.post_score(&token, &url, &score).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(Delivered::Accepted),
+            // Moodle: a timestamp not newer than the stored grade. Our
+            // timestamps only increase, so the platform already holds this
+            // or a later score of this enrolment.
+            Err(e) if e.status() == Some(409) => return Ok(Delivered::AlreadyNewer),
+            Err(e) if e.is_unauthorized() && !fresh => {
+                let (pid, t) = (target.platform_id.clone(), token.clone());
+                state
+                    .store
+                    .write(move |tx| ags::forget_token(tx, &pid, &t))
+                    .await?;
+                fresh = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Runs [`deliver_due_scores`] every `every` (and again at once after a busy pass).
+pub fn spawn_score_worker(
+    state: web::Data<AppState>,
+    worker: ScoreWorker,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let state: Arc<AppState> = state.into_inner();
+    tokio::spawn(async move {
+        loop {
+            match deliver_due_scores(&state, &worker).await {
+                Ok(p) if p.sent + p.retry + p.dead > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "score worker pass failed; will retry"),
             }
             tokio::time::sleep(every).await;
         }

@@ -427,3 +427,29 @@ pub struct DeviceBinding {
     pub device_hash: String,
     pub created_at: NaiveDateTime,
 }
+
+/// The LTI launch an enrolment came from (grade passback addresses the
+/// learner by `lti_sub` on the resource link's line item).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = lti_enrolment_links, treat_none_as_null = true)]
+pub struct LtiEnrolmentLink {
+    pub enrolment_id: String,
+    pub platform_id: String,
+    pub resource_link_id: String,
+    pub lti_sub: String,
+    pub last_score_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A cached OAuth2 access token of one platform for one scope set.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = lti_access_tokens)]
+pub struct LtiAccessToken {
+    pub id: String,
+    pub platform_id: String,
+    pub scope_key: String,
+    pub access_token: String,
+    pub expires_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+}

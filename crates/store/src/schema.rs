@@ -458,3 +458,28 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+// LTI Advantage services (2026-12-01-000006).
+
+diesel::table! {
+    lti_enrolment_links (enrolment_id) {
+        enrolment_id -> Text,
+        platform_id -> Text,
+        resource_link_id -> Text,
+        lti_sub -> Text,
+        last_score_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    lti_access_tokens (id) {
+        id -> Text,
+        platform_id -> Text,
+        scope_key -> Text,
+        access_token -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}

@@ -100,12 +100,43 @@ pub struct Platform {
     pub jwks_url: String,
     /// Registered auth URL (on `localhost`, so a browser sees another site than the tool's 127.0.0.1).
     pub auth_url: String,
+    /// OAuth2 client-credentials token endpoint.
+    pub token_url: String,
+    /// The AGS line items container of the test course.
+    pub lineitems_url: String,
+    /// What the service endpoints saw (and switches to make them fail).
+    pub services: Arc<Mutex<Services>>,
+}
+
+/// The test platform's service side: issued tokens, line items, scores.
+#[derive(Default, Debug)]
+pub struct Services {
+    /// Successful token requests.
+    pub token_hits: usize,
+    /// Refused token requests, with the reason.
+    pub token_refusals: Vec<String>,
+    /// Client assertion ids already used.
+    pub jtis: std::collections::HashSet<String>,
+    /// access token → granted scopes.
+    pub tokens: HashMap<String, Vec<String>>,
+    /// Created line items (the id is `<base>/lineitems/<n>/lineitem`).
+    pub lineitems: Vec<serde_json::Value>,
+    /// Scores received: (line item number, score JSON).
+    pub scores: Vec<(usize, serde_json::Value)>,
+    /// Service calls refused (media type, scope, token), with the reason.
+    pub refusals: Vec<String>,
+    /// While true every AGS endpoint answers 503.
+    pub down: bool,
+    /// Dynamic Registration requests received.
+    pub registrations: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
-struct PlatformState {
-    clock: Arc<dyn Clock>,
-    tool_base: Arc<Mutex<String>>,
+pub(crate) struct PlatformState {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tool_base: Arc<Mutex<String>>,
+    pub(crate) base: String,
+    pub(crate) services: Arc<Mutex<Services>>,
 }
 
 fn html_escape(s: &str) -> String {
@@ -240,12 +271,15 @@ fn lms_page(st: &PlatformState, storage: bool) -> HttpResponse {
 impl Platform {
     pub async fn start(clock: Arc<dyn Clock>) -> (Platform, Arc<Mutex<String>>) {
         let tool_base = Arc::new(Mutex::new(String::new()));
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let services = Arc::new(Mutex::new(Services::default()));
         let st = PlatformState {
             clock,
             tool_base: tool_base.clone(),
+            base: format!("http://127.0.0.1:{port}"),
+            services: services.clone(),
         };
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
         let srv = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(st.clone()))
@@ -260,6 +294,21 @@ impl Platform {
                 .route("/auth", web::get().to(platform_auth))
                 .route("/lms", web::get().to(platform_lms))
                 .route("/lms-storage", web::get().to(platform_lms_storage))
+                .route("/token", web::post().to(crate::services::token))
+                .route("/lineitems", web::get().to(crate::services::lineitems_get))
+                .route(
+                    "/lineitems",
+                    web::post().to(crate::services::lineitems_post),
+                )
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(crate::services::openid_configuration),
+                )
+                .route("/register", web::post().to(crate::services::register))
+                .route(
+                    "/lineitems/{n}/lineitem/scores",
+                    web::post().to(crate::services::score_post),
+                )
         })
         .listen(l)
         .unwrap()
@@ -271,6 +320,9 @@ impl Platform {
             Platform {
                 jwks_url: format!("{base}/jwks"),
                 auth_url: format!("http://localhost:{port}/auth"),
+                token_url: format!("{base}/token"),
+                lineitems_url: format!("{base}/lineitems"),
+                services,
                 port,
             },
             tool_base,
@@ -280,6 +332,8 @@ impl Platform {
 
 /// A running tool (one instance; [`Tool::another_instance`] adds more on the same database).
 pub struct Tool {
+    /// The first instance's state (tests drive its workers directly).
+    pub state: web::Data<AppState>,
     pub base: String,
     pub client: reqwest::Client,
     pub manual: ManualClock,
@@ -366,7 +420,11 @@ impl Tool {
         let base = format!("http://{addr}");
         *tool_base.lock().unwrap() = base.clone();
         let now = clock.now();
-        let (jwks_url, auth_url) = (platform.jwks_url.clone(), platform.auth_url.clone());
+        let (jwks_url, auth_url, token_url) = (
+            platform.jwks_url.clone(),
+            platform.auth_url.clone(),
+            platform.token_url.clone(),
+        );
         let policy = opts.policy;
         let register = opts.register_test_platform;
         store
@@ -394,7 +452,7 @@ impl Tool {
                             client_id: testing::CLIENT_ID.into(),
                             name: Some("Test LMS".into()),
                             auth_url,
-                            token_url: "http://127.0.0.1:9/token".into(),
+                            token_url,
                             jwks_url,
                             audience: None,
                             customer: None,
@@ -407,9 +465,10 @@ impl Tool {
                 Ok::<_, coursegate_core::CoreError>(())
             })
             .unwrap();
-        let state = AppState::new(store.clone(), clock.clone(), config);
-        coursegate_server::app::start(state, l, 1).unwrap();
+        let state = web::Data::new(AppState::new(store.clone(), clock.clone(), config));
+        coursegate_server::app::start_with_data(state.clone(), l, 1).unwrap();
         Tool {
+            state,
             base,
             client: cookie_client(),
             manual,

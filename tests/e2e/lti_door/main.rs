@@ -6,8 +6,11 @@
 //! Tests that need something this machine may lack (PostgreSQL, Chromium,
 //! python3) skip loudly on stderr, and fail instead under `CI=true`.
 
+mod ags;
 mod browser;
 mod common;
 mod conformance;
 mod interop;
+mod registration;
+mod services;
 mod two_instances;

@@ -48,7 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A refused LTI step: a 4xx page naming the reason, with advice for the admin.
-fn lti_refusal(e: &LtiError, lms: Option<&str>) -> PageError {
+pub(crate) fn lti_refusal(e: &LtiError, lms: Option<&str>) -> PageError {
     let status = if matches!(e, LtiError::JwksFetchFailed { .. }) {
         StatusCode::BAD_GATEWAY
     } else {

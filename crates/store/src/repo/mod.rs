@@ -9,6 +9,7 @@ pub mod enrolments;
 pub mod learners;
 pub mod links;
 pub mod lti;
+pub mod lti_services;
 pub mod meta;
 pub mod outbox;
 pub mod sessions;

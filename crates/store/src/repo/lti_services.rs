@@ -1,0 +1,104 @@
+//! LTI Advantage services: enrolment ↔ launch links and the shared cache of
+//! OAuth2 access tokens.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::models::{LtiAccessToken, LtiEnrolmentLink};
+use crate::schema::{lti_access_tokens, lti_enrolment_links};
+use crate::{DbConn, StoreError};
+
+pub fn get_enrolment_link(
+    conn: &mut DbConn,
+    enrolment_id: &str,
+) -> Result<Option<LtiEnrolmentLink>, StoreError> {
+    Ok(lti_enrolment_links::table
+        .find(enrolment_id)
+        .select(LtiEnrolmentLink::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Inserts or replaces the link of an enrolment (the latest launch wins).
+pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Result<(), StoreError> {
+    let n = diesel::update(lti_enrolment_links::table.find(&row.enrolment_id))
+        .set((
+            lti_enrolment_links::platform_id.eq(&row.platform_id),
+            lti_enrolment_links::resource_link_id.eq(&row.resource_link_id),
+            lti_enrolment_links::lti_sub.eq(&row.lti_sub),
+            lti_enrolment_links::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(lti_enrolment_links::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn set_last_score_at(
+    conn: &mut DbConn,
+    enrolment_id: &str,
+    at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(lti_enrolment_links::table.find(enrolment_id))
+        .set((
+            lti_enrolment_links::last_score_at.eq(Some(at)),
+            lti_enrolment_links::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A cached token still valid at `now`.
+pub fn valid_token(
+    conn: &mut DbConn,
+    platform_id: &str,
+    scope_key: &str,
+    now: NaiveDateTime,
+) -> Result<Option<LtiAccessToken>, StoreError> {
+    Ok(lti_access_tokens::table
+        .filter(lti_access_tokens::platform_id.eq(platform_id))
+        .filter(lti_access_tokens::scope_key.eq(scope_key))
+        .filter(lti_access_tokens::expires_at.gt(now))
+        .select(LtiAccessToken::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Stores a token, replacing any older one for the same platform and scopes.
+pub fn put_token(conn: &mut DbConn, row: &LtiAccessToken) -> Result<(), StoreError> {
+    diesel::delete(
+        lti_access_tokens::table
+            .filter(lti_access_tokens::platform_id.eq(&row.platform_id))
+            .filter(lti_access_tokens::scope_key.eq(&row.scope_key)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(lti_access_tokens::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets a token the platform refused (401). Only that exact token, so a
+/// fresher one stored meanwhile by another instance survives.
+pub fn forget_token(
+    conn: &mut DbConn,
+    platform_id: &str,
+    access_token: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        lti_access_tokens::table
+            .filter(lti_access_tokens::platform_id.eq(platform_id))
+            .filter(lti_access_tokens::access_token.eq(access_token)),
+    )
+    .execute(conn)?)
+}
+
+pub fn purge_expired_tokens(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StoreError> {
+    Ok(
+        diesel::delete(lti_access_tokens::table.filter(lti_access_tokens::expires_at.le(now)))
+            .execute(conn)?,
+    )
+}

@@ -1,0 +1,2 @@
+DROP TABLE lti_access_tokens;
+DROP TABLE lti_enrolment_links;

@@ -1,0 +1,331 @@
+//! Assignment and Grade Services end to end: a learner launched with an AGS
+//! claim completes the course in the browser, and the score worker (driven
+//! pass by pass with the manual clock) posts the grade to the test platform
+//! through the outbox, with an access token cached in the database.
+
+use coursegate_server::workers::{deliver_due_scores, ScorePass, ScoreWorker};
+use coursegate_store::repo;
+use serde_json::json;
+
+use crate::common::{claim, cookie_client, Db, Opts, Tool};
+
+const AGS_CLAIM: &str = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint";
+
+fn ags_claim(tool: &Tool) -> serde_json::Value {
+    json!({
+        "scope": [
+            "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
+            "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+        ],
+        "lineitems": tool.platform.lineitems_url,
+    })
+}
+
+fn csrf_of(page: &str) -> String {
+    let k = "name=\"csrf\" value=\"";
+    let i = page
+        .find(k)
+        .unwrap_or_else(|| panic!("a csrf field in {page}"))
+        + k.len();
+    page[i..i + page[i..].find('"').unwrap()].to_string()
+}
+
+/// Launches learner `sub` (own cookie jar) with an AGS claim and completes
+/// the only lesson of the course through the learner pages.
+async fn launch_and_complete(tool: &Tool, sub: &str) {
+    launch_and_complete_with(tool, sub, ags_claim(tool)).await
+}
+
+async fn launch_and_complete_with(tool: &Tool, sub: &str, ags: serde_json::Value) {
+    let client = cookie_client();
+    let (state, nonce) = tool.login_at(&client, &tool.base).await;
+    let token = tool
+        .minter(&nonce)
+        .claim("sub", sub)
+        .claim(AGS_CLAIM, ags)
+        .claim(&claim("custom"), json!({"course": "intro"}))
+        .mint();
+    let res = tool.launch_at(&client, &tool.base, &token, &state).await;
+    let to = tool.follow_to_course(&client, &tool.base, res).await;
+    assert_eq!(to, "/courses/intro");
+    let course = client
+        .get(format!("{}/courses/intro", tool.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let k = "/courses/intro/lessons/";
+    let i = course.find(k).expect("a lesson link") + k.len();
+    let lesson = &course[i..i + course[i..].find('"').unwrap()];
+    let url = format!("{}/courses/intro/lessons/{lesson}", tool.base);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let res = client
+        .post(format!("{url}/complete"))
+        .form(&[("csrf", csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"].to_str().unwrap(),
+        "/courses/intro?completed=1"
+    );
+}
+
+async fn pass(tool: &Tool, w: &ScoreWorker) -> ScorePass {
+    deliver_due_scores(&tool.state, w).await.unwrap()
+}
+
+fn score_rows(tool: &Tool) -> Vec<coursegate_store::models::OutboxMessage> {
+    tool.store
+        .read_blocking(|tx| repo::outbox::by_topic(tx, coursegate_core::ags::TOPIC_SCORE))
+        .unwrap()
+}
+
+async fn completion_posts_one_fully_graded_score(db: Db) {
+    let tool = Tool::start(Opts {
+        db,
+        ..Default::default()
+    })
+    .await;
+    let w = ScoreWorker::default();
+    launch_and_complete(&tool, "lms-user-42").await;
+    // Queued in the completion's transaction, nothing sent yet.
+    let rows = score_rows(&tool);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].status, "pending");
+    assert!(tool.platform.services.lock().unwrap().scores.is_empty());
+
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    {
+        let sv = tool.platform.services.lock().unwrap();
+        assert!(sv.refusals.is_empty(), "{:?}", sv.refusals);
+        assert!(sv.token_refusals.is_empty(), "{:?}", sv.token_refusals);
+        assert_eq!(sv.lineitems.len(), 1, "the line item was created");
+        assert_eq!(sv.lineitems[0]["resourceLinkId"], "rl-1");
+        assert_eq!(sv.lineitems[0]["resourceId"], "intro");
+        assert_eq!(sv.lineitems[0]["scoreMaximum"], 100.0);
+        assert_eq!(sv.scores.len(), 1);
+        let (n, s) = &sv.scores[0];
+        assert_eq!(*n, 1);
+        assert_eq!(s["userId"], "lms-user-42");
+        assert_eq!(s["gradingProgress"], "FullyGraded");
+        assert_eq!(s["activityProgress"], "Completed");
+        assert_eq!(s["scoreGiven"], 100.0);
+        assert_eq!(s["scoreMaximum"], 100.0);
+        // RFC 3339 with microseconds.
+        let ts = s["timestamp"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.contains('.'), "{ts}");
+    }
+    assert_eq!(score_rows(&tool)[0].status, "sent");
+    // The line item is remembered on the resource link.
+    let links = tool
+        .store
+        .read_blocking(|tx| {
+            let p = repo::lti::find_platform(
+                tx,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+            )?
+            .unwrap();
+            repo::lti::find_resource_link(tx, &p.id, coursegate_lti::testing::DEPLOYMENT_ID, "rl-1")
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        links.lineitem_url.as_deref(),
+        Some(
+            format!(
+                "http://127.0.0.1:{}/lineitems/1/lineitem",
+                tool.platform.port
+            )
+            .as_str()
+        )
+    );
+    // Exactly once: later passes find nothing to do.
+    assert_eq!(pass(&tool, &w).await, ScorePass::default());
+    tool.manual.advance(chrono::Duration::hours(2));
+    assert_eq!(pass(&tool, &w).await, ScorePass::default());
+    assert_eq!(tool.platform.services.lock().unwrap().scores.len(), 1);
+}
+
+#[tokio::test]
+async fn completion_posts_one_fully_graded_score_sqlite() {
+    completion_posts_one_fully_graded_score(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn completion_posts_one_fully_graded_score_postgres() {
+    let Some(db) = Db::postgres_from_env() else {
+        return crate::common::skip(
+            "completion_posts_one_fully_graded_score_postgres",
+            "TEST_DATABASE_URL is not set",
+        );
+    };
+    completion_posts_one_fully_graded_score(db).await;
+}
+
+async fn platform_down_then_up_delivers_once(db: Db) {
+    let tool = Tool::start(Opts {
+        db,
+        ..Default::default()
+    })
+    .await;
+    let w = ScoreWorker::default();
+    launch_and_complete(&tool, "u-down").await;
+    tool.platform.services.lock().unwrap().down = true;
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            retry: 1,
+            ..Default::default()
+        }
+    );
+    let row = &score_rows(&tool)[0];
+    assert_eq!(row.status, "pending");
+    assert_eq!(row.attempts, 1);
+    assert!(
+        row.last_error.as_deref().unwrap_or("").contains("503"),
+        "{row:?}"
+    );
+    // Not due again before its back-off, even once the platform is back.
+    tool.platform.services.lock().unwrap().down = false;
+    assert_eq!(pass(&tool, &w).await, ScorePass::default());
+    tool.manual
+        .advance(w.backoff(1) + chrono::Duration::seconds(1));
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    tool.manual.advance(chrono::Duration::hours(2));
+    assert_eq!(pass(&tool, &w).await, ScorePass::default());
+    let sv = tool.platform.services.lock().unwrap();
+    assert_eq!(sv.scores.len(), 1, "{:?}", sv.scores);
+    assert_eq!(sv.scores[0].1["userId"], "u-down");
+}
+
+#[tokio::test]
+async fn platform_down_then_up_delivers_once_sqlite() {
+    platform_down_then_up_delivers_once(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn platform_down_then_up_delivers_once_postgres() {
+    let Some(db) = Db::postgres_from_env() else {
+        return crate::common::skip(
+            "platform_down_then_up_delivers_once_postgres",
+            "TEST_DATABASE_URL is not set",
+        );
+    };
+    platform_down_then_up_delivers_once(db).await;
+}
+
+#[tokio::test]
+async fn the_access_token_is_reused_from_the_database_across_scores() {
+    let tool = Tool::start(Opts::default()).await;
+    let w = ScoreWorker::default();
+    launch_and_complete(&tool, "learner-a").await;
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    launch_and_complete(&tool, "learner-b").await;
+    // Later, but well before the token's expiry minus the margin.
+    tool.manual.advance(chrono::Duration::minutes(30));
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    {
+        let sv = tool.platform.services.lock().unwrap();
+        assert_eq!(sv.token_hits, 1, "one token request for both scores");
+        assert_eq!(sv.scores.len(), 2);
+        assert_eq!(sv.scores[0].1["userId"], "learner-a");
+        assert_eq!(sv.scores[1].1["userId"], "learner-b");
+        assert_eq!(
+            sv.lineitems.len(),
+            1,
+            "the second score reused the line item"
+        );
+    }
+    // After the token expires, a new one (with a fresh jti) is requested.
+    launch_and_complete(&tool, "learner-c").await;
+    tool.manual.advance(chrono::Duration::hours(1));
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    let sv = tool.platform.services.lock().unwrap();
+    assert_eq!(sv.token_hits, 2);
+    assert!(sv.token_refusals.is_empty(), "{:?}", sv.token_refusals);
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refreshed_once_on_401() {
+    let tool = Tool::start(Opts::default()).await;
+    let w = ScoreWorker::default();
+    launch_and_complete(&tool, "learner-a").await;
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    // The platform forgets every token it issued.
+    tool.platform.services.lock().unwrap().tokens.clear();
+    launch_and_complete(&tool, "learner-b").await;
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    let sv = tool.platform.services.lock().unwrap();
+    assert_eq!(sv.token_hits, 2);
+    assert_eq!(sv.scores.len(), 2);
+    assert_eq!(sv.refusals.len(), 1, "{:?}", sv.refusals);
+}
+
+#[tokio::test]
+async fn a_launch_without_the_score_scope_queues_nothing() {
+    let tool = Tool::start(Opts::default()).await;
+    let ags = json!({"scope": ["https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"],
+                     "lineitems": tool.platform.lineitems_url});
+    launch_and_complete_with(&tool, "no-score", ags).await;
+    assert!(score_rows(&tool).is_empty());
+    // The completion itself was recorded as usual.
+    let events = tool
+        .store
+        .read_blocking(|tx| repo::outbox::by_topic(tx, "course.completed"))
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test]
+async fn a_409_for_a_timestamp_that_is_not_newer_counts_as_delivered() {
+    let tool = Tool::start(Opts::default()).await;
+    let w = ScoreWorker::default();
+    {
+        // The LMS already holds a later score for this learner (Moodle answers 409).
+        let mut sv = tool.platform.services.lock().unwrap();
+        let base = format!("http://127.0.0.1:{}", tool.platform.port);
+        sv.lineitems.push(json!({
+            "id": format!("{base}/lineitems/1/lineitem"), "label": "Intro",
+            "scoreMaximum": 100.0, "resourceId": "intro", "resourceLinkId": "rl-1",
+        }));
+        sv.scores.push((
+            1,
+            json!({"userId": "u-409", "timestamp": "2099-01-01T00:00:00.000000Z",
+                   "activityProgress": "Completed", "gradingProgress": "FullyGraded"}),
+        ));
+    }
+    launch_and_complete(&tool, "u-409").await;
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    let row = &score_rows(&tool)[0];
+    assert_eq!(row.status, "sent");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("409: the platform holds a newer score")
+    );
+    let sv = tool.platform.services.lock().unwrap();
+    assert_eq!(sv.lineitems.len(), 1, "the existing line item was found");
+    assert_eq!(sv.scores.len(), 1);
+}
