@@ -516,6 +516,14 @@ pub fn retry_outbox(
             m.status
         )));
     }
+    if m.kind == "email"
+        && serde_json::from_str::<serde_json::Value>(&m.payload)
+            .is_ok_and(|p| crate::mailq::is_scrubbed(&p))
+    {
+        return Err(CoreError::Conflict(
+            "this email carried a sign-in link or code, removed when delivery failed for good; send a new link from the learner's page instead".into(),
+        ));
+    }
     repo::outbox::replay(tx, id, now.naive_utc())?;
     audit::record(
         tx,

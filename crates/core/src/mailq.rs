@@ -58,12 +58,27 @@ pub fn enqueue(tx: &mut Tx, now: DateTime<Utc>, mail: Mail<'_>) -> Result<String
 }
 
 /// The payload with secrets (link, code) removed, kept after delivery.
+/// True when the message's link or code was removed (after sending, or when
+/// it went dead): sending it again would deliver a mail that cannot work.
+pub fn is_scrubbed(payload: &Value) -> bool {
+    payload
+        .get("context")
+        .and_then(Value::as_object)
+        .is_some_and(|ctx| {
+            ["link", "code"]
+                .iter()
+                .any(|k| ctx.get(*k) == Some(&json!(REMOVED)))
+        })
+}
+
+const REMOVED: &str = "[removed after sending]";
+
 pub fn scrubbed(payload: &Value) -> Value {
     let mut p = payload.clone();
     if let Some(ctx) = p.get_mut("context").and_then(Value::as_object_mut) {
         for k in ["link", "code"] {
             if ctx.contains_key(k) {
-                ctx.insert(k.to_string(), json!("[removed after sending]"));
+                ctx.insert(k.to_string(), json!(REMOVED));
             }
         }
     }
@@ -172,4 +187,23 @@ pub fn failed(
         }),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scrubbed_mail_is_recognised() {
+        let p = json!({ "template": "learner_link", "context": { "link": "https://x/l/cgl_secret", "code": "123456", "course": "A" } });
+        assert!(!is_scrubbed(&p));
+        let s = scrubbed(&p);
+        assert!(is_scrubbed(&s));
+        assert_eq!(s["context"]["course"], "A");
+        assert!(!s.to_string().contains("cgl_secret"));
+        // A mail without a link or code (a notice) is never "scrubbed".
+        assert!(!is_scrubbed(&scrubbed(
+            &json!({ "context": { "course": "A" } })
+        )));
+    }
 }

@@ -52,6 +52,13 @@ async fn principal(req: &HttpRequest) -> Result<Principal, CoreError> {
 
 /// The staff member's read-only learner preview lives in its own cookie, so
 /// it never replaces (or mixes with) the staff session.
+/// The body of a form whose only field is its CSRF token (sign out, revoke…).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 pub const PREVIEW_COOKIE: &str = "cg_preview";
 
 async fn principal_from(req: &HttpRequest, cookie: &str) -> Result<Principal, CoreError> {
@@ -175,9 +182,21 @@ pub struct StaffSession {
     pub staff_id: String,
     pub email: String,
     pub role: String,
+    /// IP and user agent of this request, for audit entries.
+    pub client: ClientInfo,
 }
 
 impl StaffSession {
+    /// This staff member as the actor of an audit entry (with IP and user agent).
+    pub fn actor(&self) -> coursegate_core::audit::Actor {
+        coursegate_core::audit::Actor {
+            kind: "staff",
+            id: Some(self.staff_id.clone()),
+            ip: self.client.ip.clone(),
+            user_agent: self.client.user_agent.clone(),
+        }
+    }
+
     pub fn csrf(&self, state: &AppState) -> String {
         state.config.secret.csrf_token(&self.session_id)
     }
@@ -250,6 +269,7 @@ impl FromRequest for StaffSession {
                 staff_id,
                 email: staff.email,
                 role: staff.role,
+                client: client_info(&req),
             })
         })
     }

@@ -372,6 +372,13 @@ impl App {
     }
 
     pub fn audit_details(&self, action: &str) -> Vec<String> {
+        self.audit_entries(action)
+            .into_iter()
+            .map(|e| e.detail)
+            .collect()
+    }
+
+    pub fn audit_entries(&self, action: &str) -> Vec<coursegate_store::models::AuditEntry> {
         let a = action.to_string();
         self.store
             .read_blocking(move |tx| {
@@ -388,8 +395,5 @@ impl App {
                 )
             })
             .unwrap()
-            .into_iter()
-            .map(|e| e.detail)
-            .collect()
     }
 }

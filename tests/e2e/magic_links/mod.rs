@@ -693,9 +693,49 @@ async fn staff_sign_in_by_one_time_link_and_preview_as_learner() {
             .await
             .unwrap();
         assert!(dash.contains("Preview as learner"));
+        assert!(
+            !dash.contains("action=\"/signout\""),
+            "no learner sign-out inside a preview"
+        );
         assert_eq!(
             staff.get(app.url("/staff")).send().await.unwrap().status(),
             200
+        );
+        // The preview entry names who, from where.
+        let previewed = app.audit_entries("learner.previewed");
+        assert_eq!(previewed.len(), 1);
+        assert_eq!(previewed[0].actor_kind, "staff");
+        assert!(previewed[0].ip.is_some(), "{:?}", previewed[0]);
+        // Ending the preview needs its CSRF token, ends it on the server and
+        // leaves the staff session as it was.
+        let r = staff
+            .post(app.url("/preview/end"))
+            .form(&[("csrf", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((r.status().as_u16(), code(&r)), (403, "csrf_failed".into()));
+        let r = staff
+            .post(app.url("/preview/end"))
+            .form(&[("csrf", csrf_of(&dash).as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/staff");
+        let after = staff
+            .get(app.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!after.contains("Preview as learner"), "{after}");
+        assert_eq!(
+            staff.get(app.url("/staff")).send().await.unwrap().status(),
+            200,
+            "the staff session survives the end of the preview"
         );
         // Revoke from the staff page.
         let id = app.link_row(&sent_link).id;

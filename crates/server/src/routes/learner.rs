@@ -2,7 +2,6 @@
 
 use actix_web::{web, HttpResponse};
 use coursegate_core::{enrolments, learners, sessions, settings};
-use serde::Deserialize;
 
 use crate::{
     app::AppState,
@@ -23,11 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/signed-out", web::get().to(signed_out));
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
-}
+pub use crate::extract::CsrfForm;
 
 fn base_ctx(
     state: &AppState,
@@ -165,6 +160,11 @@ async fn signout(
         .store
         .write(move |tx| sessions::end(tx, now, &sid))
         .await?;
+    if session.preview {
+        // A preview lives in its own cookie: ending it must not touch the
+        // staff member's session.
+        return crate::routes::staff::preview_ended();
+    }
     let mut res = see_other("/signed-out");
     res.add_cookie(&clear_session_cookie(&state))
         .map_err(|e| PageError::from(coursegate_core::CoreError::Internal(e.to_string())))?;

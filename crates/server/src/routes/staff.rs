@@ -9,7 +9,7 @@ use coursegate_core::{
     enrolments::{self, Grant, Source},
     learners::{self, IdentityRef},
     links::{self, IssueLearner, SendOptions},
-    sessions::{self, ClientInfo, Destination, StartLearner},
+    sessions::{self, Destination, StartLearner},
     settings,
     types::Email,
     CoreError,
@@ -36,15 +36,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/staff/learners/{id}/preview", web::post().to(preview))
         .route("/staff/links/{id}/revoke", web::post().to(revoke))
         .route("/preview/end", web::post().to(end_preview));
-}
-
-fn actor(s: &StaffSession) -> Actor {
-    Actor {
-        kind: "staff",
-        id: Some(s.staff_id.clone()),
-        ip: None,
-        user_agent: None,
-    }
 }
 
 fn ctx(state: &AppState, s: &StaffSession, site: &settings::Site) -> tera::Context {
@@ -140,7 +131,7 @@ async fn enrol_new(
     let name = coursegate_core::types::parse_name("name", Some(&form.name))?;
     let course = form.course.clone();
     let now = state.now();
-    let a = actor(&s);
+    let a = s.actor();
     let id = state
         .store
         .write(move |tx| {
@@ -194,7 +185,7 @@ async fn enrol(
     s.check_csrf(&state, &form.csrf)?;
     s.require(&["owner", "admin", "support"])?;
     let id = path.into_inner();
-    let (now, a, lid, course) = (state.now(), actor(&s), id.clone(), form.course.clone());
+    let (now, a, lid, course) = (state.now(), s.actor(), id.clone(), form.course.clone());
     state
         .store
         .write(move |tx| grant(tx, now, &a, &lid, &course))
@@ -291,7 +282,7 @@ async fn issue(
     let sent = send.is_some();
     let (now, a, secret, settings_) = (
         state.now(),
-        actor(&s),
+        s.actor(),
         state.config.secret.clone(),
         state.config.links,
     );
@@ -323,11 +314,7 @@ async fn issue(
     page("pages/staff_link_issued.html", &c)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
-}
+pub use crate::extract::CsrfForm;
 
 async fn revoke(
     state: web::Data<AppState>,
@@ -338,7 +325,7 @@ async fn revoke(
     s.check_csrf(&state, &form.csrf)?;
     s.require(&["owner", "admin", "support"])?;
     let id = path.into_inner();
-    let (now, a) = (state.now(), actor(&s));
+    let (now, a) = (state.now(), s.actor());
     let link = state
         .store
         .write(move |tx| links::revoke(tx, now, &id, &a))
@@ -363,7 +350,8 @@ async fn preview(
     // A preview lives no longer than a staff session.
     policy.learner_idle = policy.staff_idle;
     policy.learner_absolute = policy.staff_absolute;
-    let staff_id = s.staff_id.clone();
+    let actor = s.actor();
+    let client = s.client.clone();
     let started = state
         .store
         .write(move |tx| {
@@ -378,18 +366,13 @@ async fn preview(
                     },
                     destination: Destination::Dashboard,
                     via: "preview".into(),
-                    client: ClientInfo::default(),
+                    client,
                 },
             )?;
             coursegate_core::audit::record(
                 tx,
                 now,
-                &Actor {
-                    kind: "staff",
-                    id: Some(staff_id),
-                    ip: None,
-                    user_agent: None,
-                },
+                &actor,
                 "learner.previewed",
                 Some(("learner", &id)),
                 serde_json::json!({ "session_id": st.session_id }),
@@ -410,7 +393,32 @@ async fn preview(
     Ok(res)
 }
 
-async fn end_preview() -> Result<HttpResponse, PageError> {
+/// Ends the preview session on the server and drops its cookie; the staff
+/// session is left as it is.
+async fn end_preview(
+    state: web::Data<AppState>,
+    session: crate::extract::LearnerSession,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    if !session.preview {
+        return Err(PageError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "not_previewing",
+            "There is no learner preview to end.",
+        ));
+    }
+    session.check_csrf(&state, &form.csrf)?;
+    let now = state.now();
+    let sid = session.session_id.clone();
+    state
+        .store
+        .write(move |tx| sessions::end(tx, now, &sid))
+        .await?;
+    preview_ended()
+}
+
+/// The redirect back to the staff pages that clears the preview cookie.
+pub(crate) fn preview_ended() -> Result<HttpResponse, PageError> {
     let mut res = see_other("/staff");
     let mut c = Cookie::build(PREVIEW_COOKIE, "").path("/").finish();
     c.make_removal();

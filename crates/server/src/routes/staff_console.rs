@@ -3,7 +3,7 @@
 //! CSV export, and site settings. Every route checks the role, GETs
 //! included; every POST checks the CSRF token first.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use coursegate_core::{
     audit::Actor,
@@ -98,16 +98,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/staff/settings", web::post().to(save_settings));
 }
 
-pub fn actor(s: &StaffSession, req: &HttpRequest) -> Actor {
-    let c = crate::extract::client_info(req);
-    Actor {
-        kind: "staff",
-        id: Some(s.staff_id.clone()),
-        ip: c.ip,
-        user_agent: c.user_agent,
-    }
-}
-
 /// The context every console page gets: site, staff, CSRF token, the
 /// current section for the navigation, and what this role may do.
 pub fn ctx(state: &AppState, s: &StaffSession, site: &Site, section: &str) -> tera::Context {
@@ -165,11 +155,7 @@ fn paginate<T>(c: &mut tera::Context, q: &ListQuery, mut rows: Vec<T>) -> Vec<T>
     rows
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
-}
+pub use crate::extract::CsrfForm;
 
 async fn signout(
     state: web::Data<AppState>,
@@ -323,13 +309,12 @@ async fn new_course(
 
 async fn create_course(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     form: web::Form<CourseFormData>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(COURSE_EDITORS, "create courses")?;
-    let (now, a, slug, f) = (state.now(), actor(&s, &req), form.slug.clone(), form.core());
+    let (now, a, slug, f) = (state.now(), s.actor(), form.slug.clone(), form.core());
     let r = state
         .store
         .write(move |tx| console::create_course(tx, now, &a, &slug, f))
@@ -399,7 +384,6 @@ async fn edit_course(
 
 async fn update_course(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<String>,
     form: web::Form<CourseFormData>,
@@ -407,7 +391,7 @@ async fn update_course(
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(COURSE_EDITORS, "change courses")?;
     let slug = path.into_inner();
-    let (now, a, sl, f) = (state.now(), actor(&s, &req), slug.clone(), form.core());
+    let (now, a, sl, f) = (state.now(), s.actor(), slug.clone(), form.core());
     let r = state
         .store
         .write(move |tx| console::update_course(tx, now, &a, &sl, f))
@@ -505,7 +489,6 @@ async fn edit_lesson(
 
 async fn write_lesson(
     state: &AppState,
-    req: &HttpRequest,
     s: &StaffSession,
     slug: String,
     id: Option<String>,
@@ -517,7 +500,7 @@ async fn write_lesson(
         let (c, _, _) = lesson_ctx(state, s, slug, id).await?;
         return lesson_page(c, &form.title, &form.body, true);
     }
-    let (now, a) = (state.now(), actor(s, req));
+    let (now, a) = (state.now(), s.actor());
     let (sl, lid, title, body) = (
         slug.clone(),
         id.clone(),
@@ -541,23 +524,21 @@ async fn write_lesson(
 
 async fn add_lesson(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<String>,
     form: web::Form<LessonForm>,
 ) -> Result<HttpResponse, PageError> {
-    write_lesson(&state, &req, &s, path.into_inner(), None, &form).await
+    write_lesson(&state, &s, path.into_inner(), None, &form).await
 }
 
 async fn save_lesson(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<(String, String)>,
     form: web::Form<LessonForm>,
 ) -> Result<HttpResponse, PageError> {
     let (slug, id) = path.into_inner();
-    write_lesson(&state, &req, &s, slug, Some(id), &form).await
+    write_lesson(&state, &s, slug, Some(id), &form).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,7 +551,6 @@ pub struct MoveForm {
 
 async fn move_lesson(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<(String, String)>,
     form: web::Form<MoveForm>,
@@ -583,7 +563,7 @@ async fn move_lesson(
         "down" => false,
         _ => return Err(PageError::bad_request("direction must be up or down.")),
     };
-    let (now, a, sl) = (state.now(), actor(&s, &req), slug.clone());
+    let (now, a, sl) = (state.now(), s.actor(), slug.clone());
     state
         .store
         .write(move |tx| console::move_lesson(tx, now, &a, &sl, &id, up))
@@ -593,7 +573,6 @@ async fn move_lesson(
 
 async fn delete_lesson(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<(String, String)>,
     form: web::Form<CsrfForm>,
@@ -601,7 +580,7 @@ async fn delete_lesson(
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(COURSE_EDITORS, "change lessons")?;
     let (slug, id) = path.into_inner();
-    let (now, a, sl) = (state.now(), actor(&s, &req), slug.clone());
+    let (now, a, sl) = (state.now(), s.actor(), slug.clone());
     state
         .store
         .write(move |tx| console::delete_lesson(tx, now, &a, &sl, &id))
@@ -613,7 +592,6 @@ async fn delete_lesson(
 
 async fn revoke_sessions(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
@@ -621,7 +599,7 @@ async fn revoke_sessions(
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(LEARNER_EDITORS, "sign learners out")?;
     let id = path.into_inner();
-    let (now, a, lid) = (state.now(), actor(&s, &req), id.clone());
+    let (now, a, lid) = (state.now(), s.actor(), id.clone());
     state
         .store
         .write(move |tx| {
@@ -682,14 +660,13 @@ fn extend_one(
 
 async fn revoke_enrolment(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(LEARNER_EDITORS, "change enrolments")?;
-    let (now, a, id) = (state.now(), actor(&s, &req), path.into_inner());
+    let (now, a, id) = (state.now(), s.actor(), path.into_inner());
     let lid = state
         .store
         .write(move |tx| revoke_one(tx, now, &a, &id))
@@ -708,7 +685,6 @@ pub struct ExtendForm {
 
 async fn extend_enrolment(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<String>,
     form: web::Form<ExtendForm>,
@@ -716,7 +692,7 @@ async fn extend_enrolment(
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(LEARNER_EDITORS, "change enrolments")?;
     let until = parse_day("until", &form.until)?;
-    let (now, a, id) = (state.now(), actor(&s, &req), path.into_inner());
+    let (now, a, id) = (state.now(), s.actor(), path.into_inner());
     let lid = state
         .store
         .write(move |tx| extend_one(tx, now, &a, &id, until))
@@ -728,7 +704,6 @@ async fn extend_enrolment(
 /// `until`, `back` (the learner to return to).
 async fn bulk_enrolments(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
@@ -762,7 +737,7 @@ async fn bulk_enrolments(
         "extend" => true,
         _ => return Err(PageError::bad_request("Choose revoke or extend.")),
     };
-    let (now, a) = (state.now(), actor(&s, &req));
+    let (now, a) = (state.now(), s.actor());
     state
         .store
         .write(move |tx| {
@@ -836,13 +811,12 @@ async fn invitations_preview(
 
 async fn invitations_send(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     form: web::Form<InviteForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(LEARNER_EDITORS, "invite learners")?;
-    let (now, a, text) = (state.now(), actor(&s, &req), form.csv.clone());
+    let (now, a, text) = (state.now(), s.actor(), form.csv.clone());
     let (secret, links_, base) = (
         state.config.secret.clone(),
         state.config.links,
@@ -929,14 +903,13 @@ async fn outbox(
 
 async fn retry_outbox(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(OUTBOX_EDITORS, "retry messages")?;
-    let (now, a, id) = (state.now(), actor(&s, &req), path.into_inner());
+    let (now, a, id) = (state.now(), s.actor(), path.into_inner());
     state
         .store
         .write(move |tx| console::retry_outbox(tx, now, &a, &id))
@@ -1088,7 +1061,6 @@ async fn settings_page(
 
 async fn save_settings(
     state: web::Data<AppState>,
-    req: HttpRequest,
     s: StaffSession,
     form: web::Form<SettingsForm>,
 ) -> Result<HttpResponse, PageError> {
@@ -1101,7 +1073,7 @@ async fn save_settings(
         support_phone: f.support_phone,
         logo_url: f.logo_url,
     };
-    let (now, a, attempt) = (state.now(), actor(&s, &req), site.clone());
+    let (now, a, attempt) = (state.now(), s.actor(), site.clone());
     let r = state
         .store
         .write(move |tx| console::save_site(tx, now, &a, attempt))

@@ -4,7 +4,6 @@
 
 use actix_web::{web, HttpResponse};
 use coursegate_core::{
-    audit::Actor,
     lti::{self as core_lti, DeploymentPolicy, NewPlatform, PlatformEdit},
     CoreError,
 };
@@ -33,16 +32,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/staff/lms/{id}/deployments/{dep}",
             web::post().to(set_deployment),
         );
-}
-
-fn actor(s: &StaffSession, req: &actix_web::HttpRequest) -> Actor {
-    let c = crate::extract::client_info(req);
-    Actor {
-        kind: "staff",
-        id: Some(s.staff_id.clone()),
-        ip: c.ip,
-        user_agent: c.user_agent,
-    }
 }
 
 fn tool_values(state: &AppState) -> serde_json::Value {
@@ -135,14 +124,13 @@ fn opt(s: &str) -> Option<String> {
 async fn create(
     state: web::Data<AppState>,
     s: StaffSession,
-    req: actix_web::HttpRequest,
     form: web::Form<PlatformForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
     s.require(EDITORS)?;
     let f = form.into_inner();
     let now = state.now();
-    let a = actor(&s, &req);
+    let a = s.actor();
     let policy = DeploymentPolicy::parse(if f.unknown_deployments.is_empty() {
         "reject"
     } else {
@@ -229,7 +217,6 @@ async fn detail(
 async fn update(
     state: web::Data<AppState>,
     s: StaffSession,
-    req: actix_web::HttpRequest,
     id: web::Path<String>,
     form: web::Form<PlatformForm>,
 ) -> Result<HttpResponse, PageError> {
@@ -250,7 +237,7 @@ async fn update(
         active: f.active.is_some(),
     };
     let now = state.now();
-    let a = actor(&s, &req);
+    let a = s.actor();
     let i2 = id.clone();
     state
         .store
@@ -272,7 +259,6 @@ pub struct DeploymentForm {
 async fn add_deployment(
     state: web::Data<AppState>,
     s: StaffSession,
-    req: actix_web::HttpRequest,
     id: web::Path<String>,
     form: web::Form<DeploymentForm>,
 ) -> Result<HttpResponse, PageError> {
@@ -281,7 +267,7 @@ async fn add_deployment(
     let id = id.into_inner();
     let dep = form.deployment_id.clone();
     let now = state.now();
-    let a = actor(&s, &req);
+    let a = s.actor();
     let i2 = id.clone();
     state
         .store
@@ -306,7 +292,6 @@ async fn add_deployment(
 async fn set_deployment(
     state: web::Data<AppState>,
     s: StaffSession,
-    req: actix_web::HttpRequest,
     path: web::Path<(String, String)>,
     form: web::Form<DeploymentForm>,
 ) -> Result<HttpResponse, PageError> {
@@ -315,7 +300,7 @@ async fn set_deployment(
     let (id, dep) = path.into_inner();
     let status = form.status.clone();
     let now = state.now();
-    let a = actor(&s, &req);
+    let a = s.actor();
     let i2 = id.clone();
     state
         .store
