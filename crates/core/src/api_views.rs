@@ -454,6 +454,7 @@ fn issue_for(
             send: req.send.then(|| SendOptions {
                 base_url: req.base_url.clone(),
                 reference: req.reference.clone(),
+                code_for_browser: None,
             }),
         },
     )?;

@@ -313,6 +313,7 @@ pub fn send(
                 send: Some(SendOptions {
                     base_url: base_url.to_string(),
                     reference,
+                    code_for_browser: None,
                 }),
             },
         )?;

@@ -129,6 +129,10 @@ pub struct SendOptions {
     pub base_url: String,
     /// "order 1234": why the learner got the mail.
     pub reference: Option<String>,
+    /// A self-service request from this browser (keyed hash of its device
+    /// id): a one-time link's mail then also carries a 6-digit code that
+    /// completes the sign-in in that browser (cross-device, in-app browsers).
+    pub code_for_browser: Option<String>,
 }
 
 fn hash(secret: &Secret, token: &str) -> String {
@@ -239,7 +243,7 @@ pub fn issue_learner(
     let issued = Issued { token, link };
     if let Some(send) = req.send {
         let url = format!("{}{}", send.base_url, issued.path());
-        let (template, ctx) = match kind {
+        let (template, mut ctx) = match kind {
             LinkPolicy::Access => (
                 "learner_link",
                 json!({
@@ -264,6 +268,21 @@ pub fn issue_learner(
                 }),
             ),
         };
+        if let (LinkPolicy::Once, Some(browser)) = (kind, send.code_for_browser.as_deref()) {
+            let code = new_code(
+                tx,
+                now,
+                secret,
+                settings,
+                "signin",
+                browser,
+                Some(&learner.id),
+                Some(&issued.link.id),
+                &req.destination,
+            )?;
+            ctx["code"] = json!(code);
+            ctx["code_expires_minutes"] = json!(settings.code_ttl.num_minutes());
+        }
         mailq::enqueue(
             tx,
             now,
@@ -1076,6 +1095,7 @@ pub fn request_fresh(
     settings: &LinkSettings,
     base_url: &str,
     token: &str,
+    browser_hash: &str,
     client: &ClientInfo,
 ) -> Result<(), CoreError> {
     let Some(link) = find(tx, secret, token)? else {
@@ -1113,6 +1133,7 @@ pub fn request_fresh(
             send: Some(SendOptions {
                 base_url: base_url.to_string(),
                 reference: None,
+                code_for_browser: Some(browser_hash.to_string()),
             }),
         },
     );

@@ -549,6 +549,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             send: send.then(|| coursegate_core::links::SendOptions {
                                 base_url: base.clone(),
                                 reference: None,
+                                code_for_browser: None,
                             }),
                         },
                     )

@@ -267,6 +267,7 @@ impl App {
             send: Some(links::SendOptions {
                 base_url: base,
                 reference: Some("order 1234".into()),
+                code_for_browser: None,
             }),
         };
         self.store

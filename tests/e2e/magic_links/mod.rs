@@ -153,16 +153,46 @@ async fn expired_links_say_so_and_offer_a_fresh_link_in_one_click() {
             .await
             .unwrap();
         assert_eq!(f.status(), 200);
-        let fresh = app
-            .deliver_one("cy@example.com")
-            .await
-            .find_link(&app.base)
-            .unwrap();
+        let fresh_page = f.text().await.unwrap();
+        let mail = app.deliver_one("cy@example.com").await;
+        let fresh = mail.find_link(&app.base).unwrap();
         assert_ne!(fresh, link);
         assert_eq!(
             redeem(&client(), &fresh).await.headers()["location"],
             "/courses/safety"
         );
+        // The self-service mail also carries a code for the browser that asked.
+        let code_ = mail
+            .find_code()
+            .expect("a 6-digit code in the fresh-link mail");
+        let r = c
+            .post(app.url("/signin/code"))
+            .form(&[
+                ("csrf", csrf_of(&fresh_page).as_str()),
+                ("code", code_.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{}", code(&r));
+        assert_eq!(r.headers()["location"], "/courses/safety");
+        // …and only there: another browser's attempt finds no code.
+        let other = client();
+        let page = other
+            .get(app.url("/signin/sent"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r = other
+            .post(app.url("/signin/code"))
+            .form(&[("csrf", csrf_of(&page).as_str()), ("code", code_.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(code(&r), "code_missing");
         // An unknown token: 404 link_invalid, and no fresh-link button.
         let bogus = app.url("/l/cgl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
         let r = client().get(&bogus).send().await.unwrap();

@@ -373,15 +373,18 @@ async fn fresh(
     let secret = state.config.secret.clone();
     let settings = state.config.links;
     let base = state.config.url("");
+    let bh = device_hash(&state, &dv);
     let site = state
         .store
         .write(move |tx| {
-            links::request_fresh(tx, now, &secret, &settings, &base, &token, &client)?;
+            links::request_fresh(tx, now, &secret, &settings, &base, &token, &bh, &client)?;
             settings::site(tx)
         })
         .await?;
     let mut ctx = tera::Context::new();
     ctx.insert("site", &site);
+    // The mail's code completes the sign-in in this browser (see signin_code).
+    ctx.insert("pre_csrf", &pre_csrf(&state, &dv, "signin"));
     render(
         &state,
         StatusCode::OK,

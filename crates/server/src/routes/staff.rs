@@ -278,6 +278,7 @@ async fn issue(
     let send = (form.send == "1").then(|| SendOptions {
         base_url: state.config.url(""),
         reference: None,
+        code_for_browser: None,
     });
     let sent = send.is_some();
     let (now, a, secret, settings_) = (
