@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use coursegate_lti::{
-    services::{ags, scopes, CLIENT_ASSERTION_TYPE},
+    services::{ags, nrps, scopes, CLIENT_ASSERTION_TYPE},
     testing, PlatformKeys,
 };
 use serde_json::{json, Value};
@@ -259,6 +259,47 @@ pub async fn score_post(
     }
     sv.scores.push((n, score));
     HttpResponse::Ok().finish()
+}
+
+/// NRPS memberships, strict: the membership container media type in
+/// Accept, a token with the NRPS scope, and `page_size` members per page
+/// with a `Link: <…>; rel="next"` header while more remain.
+pub async fn memberships_get(st: web::Data<PlatformState>, req: HttpRequest) -> HttpResponse {
+    if let Some(r) = authorise(&st, &req, &[scopes::NRPS_MEMBERSHIP_READONLY]) {
+        return r;
+    }
+    if header(&req, "accept") != nrps::MEDIA_MEMBERSHIP_CONTAINER {
+        return media_refusal(&st, "accept", header(&req, "accept"));
+    }
+    if header(&req, "user-agent").is_empty() {
+        return media_refusal(&st, "user-agent", String::new());
+    }
+    let q: HashMap<String, String> = web::Query::from_query(req.query_string())
+        .map(|q: web::Query<HashMap<String, String>>| q.into_inner())
+        .unwrap_or_default();
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let mut sv = st.services.lock().unwrap();
+    if let Some((status, body)) = sv.memberships_refusal.clone() {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+            .body(body);
+    }
+    sv.member_pages.push(page);
+    let size = if sv.page_size == 0 { 2 } else { sv.page_size };
+    let start = (page.max(1) - 1) * size;
+    let members: Vec<Value> = sv.members.iter().skip(start).take(size).cloned().collect();
+    let mut res = HttpResponse::Ok();
+    res.content_type(nrps::MEDIA_MEMBERSHIP_CONTAINER);
+    if start + size < sv.members.len() {
+        res.insert_header((
+            "link",
+            format!("<{}/memberships?page={}>; rel=\"next\"", st.base, page + 1),
+        ));
+    }
+    res.json(json!({
+        "id": format!("{}/memberships", st.base),
+        "context": {"id": "ctx-1", "label": "CS101", "title": "Intro to CS"},
+        "members": members,
+    }))
 }
 
 /// The registration token the test platform hands out.

@@ -100,6 +100,7 @@ async fn view(
     ctx.insert("view", &v);
     ctx.insert("csrf", &session.csrf(&state));
     ctx.insert("k", &q.k);
+    ctx.insert("preview", &session.preview);
     if let Some(n) = q.imported {
         ctx.insert("imported", &n);
         ctx.insert("enrolled", &q.enrolled.unwrap_or(0));
