@@ -29,6 +29,10 @@ use crate::{
 pub const SCOPE_NRPS: &str =
     "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly";
 
+/// The OAuth2 scope of reading AGS results.
+pub const SCOPE_RESULT_READONLY: &str =
+    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly";
+
 /// The resource link an instructor view shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkInfo {
@@ -39,6 +43,8 @@ pub struct LinkInfo {
     /// The launch offered a memberships URL (the roster can be imported).
     pub can_import: bool,
     pub lineitem_url: Option<String>,
+    /// The launch granted the AGS result.readonly scope.
+    pub can_read_results: bool,
 }
 
 /// One learner of the context.
@@ -144,12 +150,25 @@ pub fn instructor_view(
             context_id: link.context_id,
             context_title: link.context_title,
             can_import: link.nrps_url.is_some(),
+            can_read_results: link
+                .ags_scopes
+                .as_deref()
+                .is_some_and(|s| s.split_whitespace().any(|x| x == SCOPE_RESULT_READONLY)),
             lineitem_url: link.lineitem_url,
         },
         course_slug: course.slug,
         course_title: course.title,
         learners: rows,
     })
+}
+
+/// The platform a resource link's services are called on.
+pub fn service_target_of(
+    tx: &mut Tx,
+    resource_link_row_id: &str,
+) -> Result<ags::ServiceTarget, CoreError> {
+    let (link, _) = mapped_link(tx, resource_link_row_id)?;
+    ags::service_target(tx, &link.platform_id)
 }
 
 /// Where the roster of a resource link is fetched from.
@@ -212,8 +231,8 @@ pub fn import_members(
     actor: &Actor,
 ) -> Result<Imported, CoreError> {
     let (link, course) = mapped_link(tx, resource_link_row_id)?;
-    let platform = repo::lti::get_platform(tx, &link.platform_id)?
-        .ok_or(CoreError::NotFound("platform"))?;
+    let platform =
+        repo::lti::get_platform(tx, &link.platform_id)?.ok_or(CoreError::NotFound("platform"))?;
     let mut out = Imported::default();
     for m in members {
         if m.sub.trim().is_empty() {

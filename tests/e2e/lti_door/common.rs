@@ -316,6 +316,10 @@ impl Platform {
                 )
                 .route("/register", web::post().to(crate::services::register))
                 .route(
+                    "/lineitems/{n}/lineitem/results",
+                    web::get().to(crate::services::results_get),
+                )
+                .route(
                     "/memberships",
                     web::get().to(crate::services::memberships_get),
                 )

@@ -7,9 +7,7 @@
 use coursegate_store::repo;
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_refused, claim, cookie_client, Db, Opts, Tool, INSTRUCTOR, LEARNER,
-};
+use crate::common::{assert_refused, claim, cookie_client, Db, Opts, Tool, INSTRUCTOR, LEARNER};
 
 const NRPS_CLAIM: &str = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice";
 const NRPS_SCOPE: &str =
@@ -114,18 +112,34 @@ async fn instructor_view_and_roster_import(db: Db) {
     let page = get(&teacher, format!("{}{view}", tool.base)).await;
     assert!(page.contains("Instructor view"), "{page}");
     assert!(page.contains("Import roster"), "{page}");
-    assert_eq!(status_of(&page, "lms-learner-1").as_deref(), Some("In progress"));
-    assert_eq!(status_of(&page, "teacher-1"), None, "the instructor is no learner");
+    assert_eq!(
+        status_of(&page, "lms-learner-1").as_deref(),
+        Some("In progress")
+    );
+    assert_eq!(
+        status_of(&page, "teacher-1"),
+        None,
+        "the instructor is no learner"
+    );
 
     let res = post_import(&tool, &teacher, &view, &csrf_of(&page), &k_of(&view)).await;
-    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
     let back = res.headers()["location"].to_str().unwrap().to_string();
     assert!(back.ends_with("&imported=3&enrolled=2"), "{back}");
     {
         let sv = tool.platform.services.lock().unwrap();
         assert!(sv.refusals.is_empty(), "{:?}", sv.refusals);
         assert!(sv.token_refusals.is_empty(), "{:?}", sv.token_refusals);
-        assert_eq!(sv.member_pages, vec![1, 2, 3], "every page, following rel=next");
+        assert_eq!(
+            sv.member_pages,
+            vec![1, 2, 3],
+            "every page, following rel=next"
+        );
         assert!(sv
             .tokens
             .values()
@@ -133,15 +147,27 @@ async fn instructor_view_and_roster_import(db: Db) {
     }
     let page = get(&teacher, format!("{}{back}", tool.base)).await;
     assert!(page.contains("Roster imported: 3 learners from the LMS, 2 newly enrolled."));
-    assert_eq!(status_of(&page, "learner-a").as_deref(), Some("Not started"));
-    assert_eq!(status_of(&page, "learner-b").as_deref(), Some("Not started"));
-    assert_eq!(status_of(&page, "lms-learner-1").as_deref(), Some("In progress"));
+    assert_eq!(
+        status_of(&page, "learner-a").as_deref(),
+        Some("Not started")
+    );
+    assert_eq!(
+        status_of(&page, "learner-b").as_deref(),
+        Some("Not started")
+    );
+    assert_eq!(
+        status_of(&page, "lms-learner-1").as_deref(),
+        Some("In progress")
+    );
     for absent in ["teacher-1", "ta-1", "learner-gone"] {
         assert_eq!(status_of(&page, absent), None, "{absent} is not enrolled");
     }
     assert!(page.contains("Alan Turing") && page.contains("alan@example.edu"));
     assert!(page.contains("Barbara Liskov"));
-    assert!(page.contains("3 learners · 0 completed · 2 not started"), "{page}");
+    assert!(
+        page.contains("3 learners · 0 completed · 2 not started"),
+        "{page}"
+    );
 
     // In the database: active lti enrolments for the three learners only.
     let rows = tool
@@ -152,7 +178,9 @@ async fn instructor_view_and_roster_import(db: Db) {
         })
         .unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert!(rows.iter().all(|e| e.source == "lti" && e.status == "active"));
+    assert!(rows
+        .iter()
+        .all(|e| e.source == "lti" && e.status == "active"));
 
     // Importing again changes nothing.
     let res = post_import(&tool, &teacher, &view, &csrf_of(&page), &k_of(&view)).await;
@@ -164,7 +192,10 @@ async fn instructor_view_and_roster_import(db: Db) {
     let (_, to) = launch(&tool, "learner-a", &[LEARNER], true).await;
     assert_eq!(to, "/courses/intro");
     let page = get(&teacher, format!("{}{view}", tool.base)).await;
-    assert_eq!(status_of(&page, "learner-a").as_deref(), Some("In progress"));
+    assert_eq!(
+        status_of(&page, "learner-a").as_deref(),
+        Some("In progress")
+    );
     let n = tool
         .store
         .read_blocking(|tx| {
@@ -205,7 +236,12 @@ async fn a_learner_cannot_open_the_instructor_view_or_import() {
         .send()
         .await
         .unwrap();
-    assert_refused(res, "not_instructor", "a learner opening the instructor view").await;
+    assert_refused(
+        res,
+        "not_instructor",
+        "a learner opening the instructor view",
+    )
+    .await;
     // A valid CSRF token of the learner's own session, the instructor's key.
     let course = get(&learner, format!("{}/courses/intro", tool.base)).await;
     let res = post_import(&tool, &learner, &view, &csrf_of(&course), &k_of(&view)).await;
@@ -214,7 +250,13 @@ async fn a_learner_cannot_open_the_instructor_view_or_import() {
     assert_refused(res, "not_instructor", "a learner posting without a key").await;
     let res = post_import(&tool, &learner, &view, "forged", &k_of(&view)).await;
     assert_refused(res, "csrf_failed", "an import without the CSRF token").await;
-    assert!(tool.platform.services.lock().unwrap().member_pages.is_empty());
+    assert!(tool
+        .platform
+        .services
+        .lock()
+        .unwrap()
+        .member_pages
+        .is_empty());
     let n = tool
         .store
         .read_blocking(|tx| {
@@ -269,4 +311,47 @@ async fn without_the_nrps_claim_the_import_is_refused() {
     assert!(!page.contains("Import roster"), "{page}");
     let res = post_import(&tool, &teacher, &view, &csrf_of(&page), &k_of(&view)).await;
     assert_refused(res, "roster_unavailable", "an import without the service").await;
+}
+
+#[actix_web::test]
+async fn the_instructor_view_shows_the_platforms_results() {
+    use coursegate_server::workers::{deliver_due_scores, ScoreWorker};
+    let tool = Tool::start(Opts::default()).await;
+    crate::ags::launch_and_complete(&tool, "lms-user-42").await;
+    let pass = deliver_due_scores(&tool.state, &ScoreWorker::default())
+        .await
+        .unwrap();
+    assert_eq!(pass.sent, 1);
+
+    let client = cookie_client();
+    let (state, nonce) = tool.login_at(&client, &tool.base).await;
+    let token = tool
+        .minter(&nonce)
+        .roles(&[INSTRUCTOR])
+        .claim("sub", "teacher-1")
+        .claim(&claim("custom"), json!({"course": "intro"}))
+        .claim(
+            "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint",
+            json!({
+                "scope": [
+                    "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
+                    "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+                    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
+                ],
+                "lineitems": tool.platform.lineitems_url,
+            }),
+        )
+        .mint();
+    let res = tool.launch_at(&client, &tool.base, &token, &state).await;
+    let view = tool.follow_to_course(&client, &tool.base, res).await;
+    let page = get(&client, format!("{}{view}", tool.base)).await;
+    assert_eq!(
+        status_of(&page, "lms-user-42").as_deref(),
+        Some("Completed")
+    );
+    let i = page.find("data-sub=\"lms-user-42\"").unwrap();
+    let row = &page[i..i + page[i..].find("</tr>").unwrap()];
+    assert!(row.contains("<td class=\"grade\">100 of 100</td>"), "{row}");
+    let sv = tool.platform.services.lock().unwrap();
+    assert!(sv.refusals.is_empty(), "{:?}", sv.refusals);
 }

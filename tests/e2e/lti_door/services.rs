@@ -261,6 +261,48 @@ pub async fn score_post(
     HttpResponse::Ok().finish()
 }
 
+/// AGS results of a line item: the latest score of each user, strict on
+/// the result container media type and the result.readonly scope.
+pub async fn results_get(
+    st: web::Data<PlatformState>,
+    req: HttpRequest,
+    path: web::Path<usize>,
+) -> HttpResponse {
+    if let Some(r) = authorise(&st, &req, &[scopes::AGS_RESULT_READONLY]) {
+        return r;
+    }
+    if header(&req, "accept") != ags::MEDIA_RESULT_CONTAINER {
+        return media_refusal(&st, "accept", header(&req, "accept"));
+    }
+    let n = path.into_inner();
+    let sv = st.services.lock().unwrap();
+    if n == 0 || n > sv.lineitems.len() {
+        return HttpResponse::NotFound().body("no such line item");
+    }
+    let mut latest: Vec<(String, Value)> = Vec::new();
+    for (_, s) in sv.scores.iter().filter(|(m, _)| *m == n) {
+        let user = s["userId"].as_str().unwrap_or("").to_string();
+        latest.retain(|(u, _)| *u != user);
+        latest.push((user, s.clone()));
+    }
+    let lineitem = format!("{}/lineitems/{n}/lineitem", st.base);
+    let results: Vec<Value> = latest
+        .into_iter()
+        .map(|(u, s)| {
+            json!({
+                "id": format!("{lineitem}/results/{u}"),
+                "scoreOf": lineitem,
+                "userId": u,
+                "resultScore": s["scoreGiven"],
+                "resultMaximum": s["scoreMaximum"],
+            })
+        })
+        .collect();
+    HttpResponse::Ok()
+        .content_type(ags::MEDIA_RESULT_CONTAINER)
+        .json(results)
+}
+
 /// NRPS memberships, strict: the membership container media type in
 /// Accept, a token with the NRPS scope, and `page_size` members per page
 /// with a `Link: <…>; rel="next"` header while more remain.

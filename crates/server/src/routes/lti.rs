@@ -570,11 +570,13 @@ async fn launch(
                     instructor,
                 } => {
                     let to = match (instructor, course_slug, resource_link_id) {
-                        (true, Some(_), Some(rl)) => crate::routes::lti_instructor::instructor_path(
-                            &st2,
-                            &started.session_id,
-                            &rl,
-                        ),
+                        (true, Some(_), Some(rl)) => {
+                            crate::routes::lti_instructor::instructor_path(
+                                &st2,
+                                &started.session_id,
+                                &rl,
+                            )
+                        }
                         (_, Some(s), _) => format!("/courses/{s}"),
                         (_, None, _) => "/lti/unmapped".into(),
                     };

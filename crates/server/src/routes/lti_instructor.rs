@@ -96,8 +96,40 @@ async fn view(
         })
         .await?;
     let mut ctx = tera::Context::new();
+    let mut grades = std::collections::HashMap::new();
+    if let (true, Some(lineitem)) = (v.link.can_read_results, v.link.lineitem_url.clone()) {
+        match platform_results(&state, &link, &lineitem).await {
+            Ok(r) => {
+                let by_sub: std::collections::HashMap<String, String> = r
+                    .into_iter()
+                    .map(|r| {
+                        let shown = match (r.result_score, r.result_maximum) {
+                            (Some(s), Some(m)) => format!("{s} of {m}"),
+                            (Some(s), None) => s.to_string(),
+                            _ => "no grade".into(),
+                        };
+                        (r.user_id, shown)
+                    })
+                    .collect();
+                ctx.insert("results", &true);
+                grades = by_sub;
+            }
+            Err(why) => ctx.insert("results_error", &why),
+        }
+    }
+    let mut view = serde_json::to_value(&v).map_err(|e| CoreError::Internal(e.to_string()))?;
+    if let Some(rows) = view["learners"].as_array_mut() {
+        for r in rows {
+            let sub = r["lti_sub"].as_str().unwrap_or("").to_string();
+            r["lms_grade"] = grades
+                .get(&sub)
+                .cloned()
+                .unwrap_or_else(|| "none".into())
+                .into();
+        }
+    }
     ctx.insert("site", &site);
-    ctx.insert("view", &v);
+    ctx.insert("view", &view);
     ctx.insert("csrf", &session.csrf(&state));
     ctx.insert("k", &q.k);
     ctx.insert("preview", &session.preview);
@@ -106,6 +138,51 @@ async fn view(
         ctx.insert("enrolled", &q.enrolled.unwrap_or(0));
     }
     page("pages/lti_instructor.html", &ctx)
+}
+
+/// The platform's results for the line item (AGS), with the cached token;
+/// on failure, what to show instead.
+async fn platform_results(
+    state: &AppState,
+    link: &str,
+    lineitem: &str,
+) -> Result<Vec<coursegate_lti::services::ags::ResultItem>, String> {
+    let l2 = link.to_string();
+    let target = state
+        .store
+        .read(move |tx| roster::service_target_of(tx, &l2))
+        .await
+        .map_err(|e| e.to_string())?;
+    let w = ScoreWorker::default();
+    let client = ServiceClient::with_client(state.lti.http().clone());
+    let scopes = [roster::SCOPE_RESULT_READONLY];
+    let mut fresh = false;
+    loop {
+        let token = service_token(state, &w, &target, &scopes, fresh)
+            .await
+            .map_err(|f| format!("The LMS gave no access token for results: {}", f.message))?;
+        match client.results(&token, lineitem, None).await {
+            Ok(r) => return Ok(r),
+            Err(e) if e.is_unauthorized() && !fresh => {
+                let (pid, t) = (target.platform_id.clone(), token.clone());
+                state
+                    .store
+                    .write(move |tx| coursegate_core::ags::forget_token(tx, &pid, &t))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                fresh = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading AGS results failed");
+                return Err(match &e {
+                    LtiError::ServiceHttp { status, .. } => {
+                        format!("The LMS refused to list the grades (HTTP {status}).")
+                    }
+                    _ => "The LMS's grades could not be read just now.".to_string(),
+                });
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
