@@ -220,7 +220,11 @@ pub struct ProgressSummary {
     pub completed: bool,
 }
 
-fn summarise(lessons: &[Lesson], done: &HashSet<String>, completed_at: bool) -> ProgressSummary {
+pub(crate) fn summarise(
+    lessons: &[Lesson],
+    done: &HashSet<String>,
+    completed_at: bool,
+) -> ProgressSummary {
     let required: Vec<&Lesson> = lessons.iter().filter(|l| l.required).collect();
     let completed_required = required.iter().filter(|l| done.contains(&l.id)).count();
     let percent = if required.is_empty() {

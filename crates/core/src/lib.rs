@@ -26,6 +26,7 @@ pub mod learners;
 pub mod links;
 pub mod lti;
 pub mod mailq;
+pub mod roster;
 pub mod sessions;
 pub mod settings;
 pub mod signin;

@@ -635,6 +635,39 @@ pub fn complete_launch(
         ));
     };
 
+    // An instructor of a resource link gets the instructor view of its
+    // course, not an enrolment as a learner.
+    if let (true, Some(rl)) = (v.is_instructor, link_row.as_ref()) {
+        let started = sessions::start_learner_session(
+            tx,
+            now,
+            secret,
+            policy,
+            StartLearner {
+                identity: IdentityRef::Learner {
+                    learner_id: learner.id.clone(),
+                },
+                destination: Destination::Dashboard,
+                via: "lti".into(),
+                client: client.clone(),
+            },
+        )?;
+        audit::record(
+            tx,
+            now,
+            &client_actor,
+            "lti.launch",
+            Some(("learner", &learner.id)),
+            json!({ "platform": platform.id, "deployment_id": v.deployment_id, "course": course.slug, "state_path": v.state_path, "instructor": true }),
+        )?;
+        return Ok(LaunchResult::Session {
+            started,
+            course_slug: Some(course.slug),
+            learner_id: learner.id,
+            resource_link_id: Some(rl.id.clone()),
+            instructor: true,
+        });
+    }
     let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
     let needs_grant = existing
         .as_ref()

@@ -56,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::staff::configure(cfg);
     routes::dev::configure(cfg);
     routes::lti::configure(cfg);
+    routes::lti_instructor::configure(cfg);
     routes::lti_registration::configure(cfg);
     crate::api::configure(cfg);
     routes::staff_lms::configure(cfg);

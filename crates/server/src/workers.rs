@@ -436,10 +436,10 @@ pub struct ScorePass {
     pub dead: usize,
 }
 
-/// Why one delivery failed.
-struct ScoreFailure {
-    message: String,
-    retryable: bool,
+/// Why one delivery (or a service token request) failed.
+pub(crate) struct ScoreFailure {
+    pub(crate) message: String,
+    pub(crate) retryable: bool,
 }
 
 impl From<coursegate_lti::LtiError> for ScoreFailure {
@@ -523,7 +523,7 @@ pub async fn deliver_due_scores(
 
 /// An access token for `scopes`: from the database cache unless `fresh`,
 /// else requested with a new client assertion and cached for every instance.
-async fn service_token(
+pub(crate) async fn service_token(
     state: &AppState,
     w: &ScoreWorker,
     target: &coursegate_core::ags::ServiceTarget,

@@ -32,7 +32,7 @@ fn csrf_of(page: &str) -> String {
 
 /// Launches learner `sub` (own cookie jar) with an AGS claim and completes
 /// the only lesson of the course through the learner pages.
-async fn launch_and_complete(tool: &Tool, sub: &str) {
+pub(crate) async fn launch_and_complete(tool: &Tool, sub: &str) {
     launch_and_complete_with(tool, sub, ags_claim(tool)).await
 }
 

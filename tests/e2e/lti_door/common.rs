@@ -104,6 +104,8 @@ pub struct Platform {
     pub token_url: String,
     /// The AGS line items container of the test course.
     pub lineitems_url: String,
+    /// The NRPS context memberships URL of the test course.
+    pub memberships_url: String,
     /// What the service endpoints saw (and switches to make them fail).
     pub services: Arc<Mutex<Services>>,
 }
@@ -129,6 +131,14 @@ pub struct Services {
     pub down: bool,
     /// Dynamic Registration requests received.
     pub registrations: Vec<serde_json::Value>,
+    /// The members of the test course (NRPS), served `page_size` per page.
+    pub members: Vec<serde_json::Value>,
+    /// NRPS page size (0 means 2).
+    pub page_size: usize,
+    /// NRPS pages served, by page number.
+    pub member_pages: Vec<usize>,
+    /// When set, the memberships endpoint answers this status and body.
+    pub memberships_refusal: Option<(u16, String)>,
 }
 
 #[derive(Clone)]
@@ -306,6 +316,14 @@ impl Platform {
                 )
                 .route("/register", web::post().to(crate::services::register))
                 .route(
+                    "/lineitems/{n}/lineitem/results",
+                    web::get().to(crate::services::results_get),
+                )
+                .route(
+                    "/memberships",
+                    web::get().to(crate::services::memberships_get),
+                )
+                .route(
                     "/lineitems/{n}/lineitem/scores",
                     web::post().to(crate::services::score_post),
                 )
@@ -322,6 +340,7 @@ impl Platform {
                 auth_url: format!("http://localhost:{port}/auth"),
                 token_url: format!("{base}/token"),
                 lineitems_url: format!("{base}/lineitems"),
+                memberships_url: format!("{base}/memberships"),
                 services,
                 port,
             },

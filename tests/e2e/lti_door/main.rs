@@ -12,5 +12,6 @@ mod common;
 mod conformance;
 mod interop;
 mod registration;
+mod roster;
 mod services;
 mod two_instances;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use coursegate_lti::{
-    services::{ags, scopes, CLIENT_ASSERTION_TYPE},
+    services::{ags, nrps, scopes, CLIENT_ASSERTION_TYPE},
     testing, PlatformKeys,
 };
 use serde_json::{json, Value};
@@ -259,6 +259,89 @@ pub async fn score_post(
     }
     sv.scores.push((n, score));
     HttpResponse::Ok().finish()
+}
+
+/// AGS results of a line item: the latest score of each user, strict on
+/// the result container media type and the result.readonly scope.
+pub async fn results_get(
+    st: web::Data<PlatformState>,
+    req: HttpRequest,
+    path: web::Path<usize>,
+) -> HttpResponse {
+    if let Some(r) = authorise(&st, &req, &[scopes::AGS_RESULT_READONLY]) {
+        return r;
+    }
+    if header(&req, "accept") != ags::MEDIA_RESULT_CONTAINER {
+        return media_refusal(&st, "accept", header(&req, "accept"));
+    }
+    let n = path.into_inner();
+    let sv = st.services.lock().unwrap();
+    if n == 0 || n > sv.lineitems.len() {
+        return HttpResponse::NotFound().body("no such line item");
+    }
+    let mut latest: Vec<(String, Value)> = Vec::new();
+    for (_, s) in sv.scores.iter().filter(|(m, _)| *m == n) {
+        let user = s["userId"].as_str().unwrap_or("").to_string();
+        latest.retain(|(u, _)| *u != user);
+        latest.push((user, s.clone()));
+    }
+    let lineitem = format!("{}/lineitems/{n}/lineitem", st.base);
+    let results: Vec<Value> = latest
+        .into_iter()
+        .map(|(u, s)| {
+            json!({
+                "id": format!("{lineitem}/results/{u}"),
+                "scoreOf": lineitem,
+                "userId": u,
+                "resultScore": s["scoreGiven"],
+                "resultMaximum": s["scoreMaximum"],
+            })
+        })
+        .collect();
+    HttpResponse::Ok()
+        .content_type(ags::MEDIA_RESULT_CONTAINER)
+        .json(results)
+}
+
+/// NRPS memberships, strict: the membership container media type in
+/// Accept, a token with the NRPS scope, and `page_size` members per page
+/// with a `Link: <…>; rel="next"` header while more remain.
+pub async fn memberships_get(st: web::Data<PlatformState>, req: HttpRequest) -> HttpResponse {
+    if let Some(r) = authorise(&st, &req, &[scopes::NRPS_MEMBERSHIP_READONLY]) {
+        return r;
+    }
+    if header(&req, "accept") != nrps::MEDIA_MEMBERSHIP_CONTAINER {
+        return media_refusal(&st, "accept", header(&req, "accept"));
+    }
+    if header(&req, "user-agent").is_empty() {
+        return media_refusal(&st, "user-agent", String::new());
+    }
+    let q: HashMap<String, String> = web::Query::from_query(req.query_string())
+        .map(|q: web::Query<HashMap<String, String>>| q.into_inner())
+        .unwrap_or_default();
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let mut sv = st.services.lock().unwrap();
+    if let Some((status, body)) = sv.memberships_refusal.clone() {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+            .body(body);
+    }
+    sv.member_pages.push(page);
+    let size = if sv.page_size == 0 { 2 } else { sv.page_size };
+    let start = (page.max(1) - 1) * size;
+    let members: Vec<Value> = sv.members.iter().skip(start).take(size).cloned().collect();
+    let mut res = HttpResponse::Ok();
+    res.content_type(nrps::MEDIA_MEMBERSHIP_CONTAINER);
+    if start + size < sv.members.len() {
+        res.insert_header((
+            "link",
+            format!("<{}/memberships?page={}>; rel=\"next\"", st.base, page + 1),
+        ));
+    }
+    res.json(json!({
+        "id": format!("{}/memberships", st.base),
+        "context": {"id": "ctx-1", "label": "CS101", "title": "Intro to CS"},
+        "members": members,
+    }))
 }
 
 /// The registration token the test platform hands out.

@@ -555,6 +555,7 @@ async fn launch(
     };
     // Completion, its flight record and the continue ticket commit together.
     let ok_rec = rec.clone();
+    let st2 = state.clone();
     let result = state
         .store
         .write(move |tx| {
@@ -565,11 +566,20 @@ async fn launch(
                     started,
                     learner_id,
                     course_slug,
-                    ..
+                    resource_link_id,
+                    instructor,
                 } => {
-                    let to = course_slug
-                        .map(|s| format!("/courses/{s}"))
-                        .unwrap_or_else(|| "/lti/unmapped".into());
+                    let to = match (instructor, course_slug, resource_link_id) {
+                        (true, Some(_), Some(rl)) => {
+                            crate::routes::lti_instructor::instructor_path(
+                                &st2,
+                                &started.session_id,
+                                &rl,
+                            )
+                        }
+                        (_, Some(s), _) => format!("/courses/{s}"),
+                        (_, None, _) => "/lti/unmapped".into(),
+                    };
                     (started, learner_id, to)
                 }
                 LaunchResult::DeepLinking {

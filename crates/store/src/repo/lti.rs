@@ -205,6 +205,23 @@ pub fn get_resource_link(
         .optional()?)
 }
 
+/// The resource links of one LMS context (by `context_id`) on a platform,
+/// or just the link itself when the launch carried no context.
+pub fn resource_links_of_context(
+    conn: &mut DbConn,
+    link: &LtiResourceLink,
+) -> Result<Vec<LtiResourceLink>, StoreError> {
+    match &link.context_id {
+        Some(ctx) => Ok(lti_resource_links::table
+            .filter(lti_resource_links::platform_id.eq(&link.platform_id))
+            .filter(lti_resource_links::context_id.eq(ctx))
+            .order(lti_resource_links::created_at.asc())
+            .select(LtiResourceLink::as_select())
+            .load(conn)?),
+        None => Ok(vec![link.clone()]),
+    }
+}
+
 pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
     diesel::insert_into(lti_resource_links::table)
         .values(row)

@@ -37,6 +37,18 @@ pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Resul
     Ok(())
 }
 
+/// The enrolment links that point at any of `resource_link_ids`.
+pub fn enrolment_links_of(
+    conn: &mut DbConn,
+    resource_link_ids: &[String],
+) -> Result<Vec<LtiEnrolmentLink>, StoreError> {
+    Ok(lti_enrolment_links::table
+        .filter(lti_enrolment_links::resource_link_id.eq_any(resource_link_ids))
+        .order(lti_enrolment_links::created_at.asc())
+        .select(LtiEnrolmentLink::as_select())
+        .load(conn)?)
+}
+
 pub fn set_last_score_at(
     conn: &mut DbConn,
     enrolment_id: &str,

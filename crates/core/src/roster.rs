@@ -1,0 +1,290 @@
+//! The instructor view of an LTI resource link and the Names and Role
+//! Provisioning roster import.
+//!
+//! The learners of an LMS context are the enrolments in the link's course
+//! that came from a launch or a roster import of any resource link of the
+//! same context (`lti_enrolment_links`). A roster import upserts each
+//! learner member (LTI identity issuer + client_id + sub) and grants an
+//! enrolment (source `lti`), linking it to the resource link so grade
+//! passback can address the member by the platform's `sub`. The network
+//! calls happen in the server, outside any transaction; [`import_members`]
+//! writes one page's members in the caller's transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use coursegate_store::{models::LtiResourceLink, repo, Tx};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    access::utc,
+    ags,
+    audit::{self, Actor},
+    enrolments::{self, Grant, ProgressSummary, Source},
+    learners, CoreError,
+};
+
+/// The OAuth2 scope of the memberships service.
+pub const SCOPE_NRPS: &str =
+    "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly";
+
+/// The OAuth2 scope of reading AGS results.
+pub const SCOPE_RESULT_READONLY: &str =
+    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly";
+
+/// The resource link an instructor view shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkInfo {
+    pub id: String,
+    pub title: Option<String>,
+    pub context_id: Option<String>,
+    pub context_title: Option<String>,
+    /// The launch offered a memberships URL (the roster can be imported).
+    pub can_import: bool,
+    pub lineitem_url: Option<String>,
+    /// The launch granted the AGS result.readonly scope.
+    pub can_read_results: bool,
+}
+
+/// One learner of the context.
+#[derive(Debug, Clone, Serialize)]
+pub struct RosterRow {
+    pub learner_id: String,
+    pub enrolment_id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// The platform's `sub`.
+    pub lti_sub: String,
+    pub started: bool,
+    pub completed: bool,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub progress: ProgressSummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstructorView {
+    pub link: LinkInfo,
+    pub course_slug: String,
+    pub course_title: String,
+    pub learners: Vec<RosterRow>,
+    pub not_started: usize,
+    pub completed: usize,
+}
+
+fn mapped_link(
+    tx: &mut Tx,
+    resource_link_row_id: &str,
+) -> Result<(LtiResourceLink, coursegate_store::models::Course), CoreError> {
+    let link = repo::lti::get_resource_link(tx, resource_link_row_id)?
+        .ok_or(CoreError::NotFound("resource link"))?;
+    let course_id = link.course_id.clone().ok_or_else(|| {
+        CoreError::refused(
+            "course_not_set_up",
+            "This activity is not connected to a course yet.",
+        )
+    })?;
+    let course = repo::courses::get(tx, &course_id)?.ok_or(CoreError::NotFound("course"))?;
+    Ok((link, course))
+}
+
+/// The course of a resource link and the learners of its LMS context.
+pub fn instructor_view(
+    tx: &mut Tx,
+    resource_link_row_id: &str,
+) -> Result<InstructorView, CoreError> {
+    let (link, course) = mapped_link(tx, resource_link_row_id)?;
+    let links = repo::lti::resource_links_of_context(tx, &link)?;
+    let ids: Vec<String> = links
+        .iter()
+        .filter(|l| l.course_id.as_deref() == Some(course.id.as_str()))
+        .map(|l| l.id.clone())
+        .collect();
+    let subs: HashMap<String, String> = repo::lti_services::enrolment_links_of(tx, &ids)?
+        .into_iter()
+        .map(|l| (l.enrolment_id, l.lti_sub))
+        .collect();
+    let enrolled: Vec<_> = repo::enrolments::of_course(tx, &course.id)?
+        .into_iter()
+        .filter(|e| subs.contains_key(&e.id) && e.revoked_at.is_none())
+        .collect();
+    let eids: Vec<String> = enrolled.iter().map(|e| e.id.clone()).collect();
+    let done = repo::enrolments::progress_of_many(tx, &eids)?;
+    let lessons = repo::courses::lessons_of(tx, &course.id)?;
+    let mut rows = Vec::with_capacity(enrolled.len());
+    for e in enrolled {
+        let learner = repo::learners::get(tx, &e.learner_id)?;
+        let set: HashSet<String> = done
+            .iter()
+            .filter(|(eid, _)| *eid == e.id)
+            .map(|(_, l)| l.clone())
+            .collect();
+        rows.push(RosterRow {
+            learner_id: e.learner_id.clone(),
+            lti_sub: subs.get(&e.id).cloned().unwrap_or_default(),
+            name: learner.as_ref().and_then(|l| l.name.clone()),
+            email: learner.as_ref().and_then(|l| l.email.clone()),
+            started: e.started_at.is_some() || !set.is_empty(),
+            completed: e.completed_at.is_some(),
+            completed_at: e.completed_at.map(utc),
+            progress: enrolments::summarise(&lessons, &set, e.completed_at.is_some()),
+            enrolment_id: e.id,
+        });
+    }
+    rows.sort_by(|a, b| {
+        let key = |r: &RosterRow| {
+            r.name
+                .clone()
+                .or_else(|| r.email.clone())
+                .unwrap_or_else(|| r.lti_sub.clone())
+                .to_lowercase()
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(InstructorView {
+        not_started: rows.iter().filter(|r| !r.started).count(),
+        completed: rows.iter().filter(|r| r.completed).count(),
+        link: LinkInfo {
+            id: link.id,
+            title: link.title,
+            context_id: link.context_id,
+            context_title: link.context_title,
+            can_import: link.nrps_url.is_some(),
+            can_read_results: link
+                .ags_scopes
+                .as_deref()
+                .is_some_and(|s| s.split_whitespace().any(|x| x == SCOPE_RESULT_READONLY)),
+            lineitem_url: link.lineitem_url,
+        },
+        course_slug: course.slug,
+        course_title: course.title,
+        learners: rows,
+    })
+}
+
+/// The platform a resource link's services are called on.
+pub fn service_target_of(
+    tx: &mut Tx,
+    resource_link_row_id: &str,
+) -> Result<ags::ServiceTarget, CoreError> {
+    let (link, _) = mapped_link(tx, resource_link_row_id)?;
+    ags::service_target(tx, &link.platform_id)
+}
+
+/// Where the roster of a resource link is fetched from.
+#[derive(Debug, Clone)]
+pub struct RosterSource {
+    pub memberships_url: String,
+    pub target: ags::ServiceTarget,
+}
+
+/// The memberships URL of a resource link (stored from its launches).
+pub fn roster_source(tx: &mut Tx, resource_link_row_id: &str) -> Result<RosterSource, CoreError> {
+    let (link, _) = mapped_link(tx, resource_link_row_id)?;
+    let memberships_url = link.nrps_url.clone().ok_or_else(|| {
+        CoreError::refused(
+            "roster_unavailable",
+            "The LMS did not offer its Names and Roles service in this activity's launches, so the roster cannot be imported. Enable it for the tool in the LMS and launch again.",
+        )
+    })?;
+    Ok(RosterSource {
+        memberships_url,
+        target: ags::service_target(tx, &link.platform_id)?,
+    })
+}
+
+/// One learner member of a memberships page.
+#[derive(Debug, Clone)]
+pub struct RosterMember {
+    pub sub: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Imported {
+    /// Learner members seen.
+    pub members: usize,
+    /// Enrolments created or re-activated.
+    pub enrolled: usize,
+    /// Learners already enrolled and active.
+    pub unchanged: usize,
+}
+
+impl std::ops::AddAssign for Imported {
+    fn add_assign(&mut self, o: Self) {
+        self.members += o.members;
+        self.enrolled += o.enrolled;
+        self.unchanged += o.unchanged;
+    }
+}
+
+/// Upserts learners and enrolments (source `lti`, active) for `members`,
+/// in the caller's transaction. A revoked enrolment stays revoked (as on a
+/// launch): staff revoked it on purpose.
+pub fn import_members(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    resource_link_row_id: &str,
+    members: &[RosterMember],
+    actor: &Actor,
+) -> Result<Imported, CoreError> {
+    let (link, course) = mapped_link(tx, resource_link_row_id)?;
+    let platform =
+        repo::lti::get_platform(tx, &link.platform_id)?.ok_or(CoreError::NotFound("platform"))?;
+    let mut out = Imported::default();
+    for m in members {
+        if m.sub.trim().is_empty() {
+            continue;
+        }
+        out.members += 1;
+        let email = m.email.as_deref().filter(|e| !e.trim().is_empty());
+        let name = m.name.as_deref().filter(|n| !n.trim().is_empty());
+        let learner = learners::upsert_by_lti(
+            tx,
+            now,
+            &platform.issuer,
+            &platform.client_id,
+            &m.sub,
+            email,
+            name,
+        )?
+        .learner;
+        let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
+        match &existing {
+            Some(e) if e.revoked_at.is_some() => continue,
+            Some(e) if e.status == "active" => out.unchanged += 1,
+            _ => {
+                enrolments::grant(
+                    tx,
+                    now,
+                    Grant {
+                        learner_id: learner.id.clone(),
+                        course_id: course.id.clone(),
+                        source: Source::Lti,
+                        source_ref: Some(link.resource_link_id.clone()),
+                        starts_at: None,
+                        expires_at: None,
+                    },
+                )?;
+                out.enrolled += 1;
+            }
+        }
+        if let Some(e) = repo::enrolments::find(tx, &learner.id, &course.id)? {
+            // Keep the link of an earlier launch (its line item); link the rest here.
+            if repo::lti_services::get_enrolment_link(tx, &e.id)?.is_none() {
+                ags::link_enrolment(tx, now, &e.id, &platform.id, &link.id, &m.sub)?;
+            }
+        }
+    }
+    audit::record(
+        tx,
+        now,
+        actor,
+        "lti.roster_import",
+        Some(("lti_resource_link", &link.id)),
+        json!({ "platform": platform.id, "course": course.slug, "members": out.members, "enrolled": out.enrolled }),
+    )?;
+    Ok(out)
+}

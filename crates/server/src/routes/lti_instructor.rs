@@ -1,0 +1,312 @@
+//! The instructor view of an LTI resource link (the course and the learners
+//! of its LMS context) and the Names and Role Provisioning roster import.
+//!
+//! Only the session an instructor launch started may open the view: the
+//! launch redirects to `/lti/instructor/{link}?k=…`, where `k` is a keyed
+//! hash of that session id and the resource link, so a learner's session
+//! (or another instructor's link) does not match. The import fetches every
+//! memberships page over the network first, outside any transaction, then
+//! writes all members in one transaction.
+
+use actix_web::{http::StatusCode, web, HttpResponse};
+use coursegate_core::{
+    audit::Actor,
+    roster::{self, RosterMember, SCOPE_NRPS},
+    CoreError,
+};
+use coursegate_lti::{services::ServiceClient, LtiError};
+use serde::Deserialize;
+
+use crate::{
+    app::AppState,
+    error::PageError,
+    extract::LearnerSession,
+    routes::{page, see_other},
+    workers::{service_token, ScoreWorker},
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/lti/instructor/{link}", web::get().to(view))
+        .route("/lti/instructor/{link}/roster", web::post().to(import));
+}
+
+/// The key that lets the session `session_id` open the instructor view of
+/// resource link `link` (set by an instructor launch).
+pub fn instructor_key(state: &AppState, session_id: &str, link: &str) -> String {
+    state
+        .config
+        .secret
+        .hash("lti-instructor", &format!("{session_id}\n{link}"))
+}
+
+/// Where an instructor launch of `link` goes.
+pub fn instructor_path(state: &AppState, session_id: &str, link: &str) -> String {
+    format!(
+        "/lti/instructor/{link}?k={}",
+        instructor_key(state, session_id, link)
+    )
+}
+
+fn not_instructor() -> PageError {
+    PageError::new(
+        StatusCode::FORBIDDEN,
+        "not_instructor",
+        "Only an instructor of this activity can open this page or import its roster: open the activity from the LMS as its instructor.",
+    )
+}
+
+fn check_key(
+    state: &AppState,
+    session: &LearnerSession,
+    link: &str,
+    k: &str,
+) -> Result<(), PageError> {
+    if coursegate_core::tokens::ct_eq(&instructor_key(state, &session.session_id, link), k) {
+        Ok(())
+    } else {
+        Err(not_instructor())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ViewQuery {
+    #[serde(default)]
+    k: String,
+    imported: Option<usize>,
+    enrolled: Option<usize>,
+}
+
+async fn view(
+    state: web::Data<AppState>,
+    session: LearnerSession,
+    link: web::Path<String>,
+    q: web::Query<ViewQuery>,
+) -> Result<HttpResponse, PageError> {
+    let link = link.into_inner();
+    let q = q.into_inner();
+    check_key(&state, &session, &link, &q.k)?;
+    let l2 = link.clone();
+    let (site, v) = state
+        .store
+        .read(move |tx| {
+            Ok::<_, CoreError>((
+                coursegate_core::settings::site(tx)?,
+                roster::instructor_view(tx, &l2)?,
+            ))
+        })
+        .await?;
+    let mut ctx = tera::Context::new();
+    let mut grades = std::collections::HashMap::new();
+    if let (true, Some(lineitem)) = (v.link.can_read_results, v.link.lineitem_url.clone()) {
+        match platform_results(&state, &link, &lineitem).await {
+            Ok(r) => {
+                let by_sub: std::collections::HashMap<String, String> = r
+                    .into_iter()
+                    .map(|r| {
+                        let shown = match (r.result_score, r.result_maximum) {
+                            (Some(s), Some(m)) => format!("{s} of {m}"),
+                            (Some(s), None) => s.to_string(),
+                            _ => "no grade".into(),
+                        };
+                        (r.user_id, shown)
+                    })
+                    .collect();
+                ctx.insert("results", &true);
+                grades = by_sub;
+            }
+            Err(why) => ctx.insert("results_error", &why),
+        }
+    }
+    let mut view = serde_json::to_value(&v).map_err(|e| CoreError::Internal(e.to_string()))?;
+    if let Some(rows) = view["learners"].as_array_mut() {
+        for r in rows {
+            let sub = r["lti_sub"].as_str().unwrap_or("").to_string();
+            r["lms_grade"] = grades
+                .get(&sub)
+                .cloned()
+                .unwrap_or_else(|| "none".into())
+                .into();
+        }
+    }
+    ctx.insert("site", &site);
+    ctx.insert("view", &view);
+    ctx.insert("csrf", &session.csrf(&state));
+    ctx.insert("k", &q.k);
+    ctx.insert("preview", &session.preview);
+    if let Some(n) = q.imported {
+        ctx.insert("imported", &n);
+        ctx.insert("enrolled", &q.enrolled.unwrap_or(0));
+    }
+    page("pages/lti_instructor.html", &ctx)
+}
+
+/// The platform's results for the line item (AGS), with the cached token;
+/// on failure, what to show instead.
+async fn platform_results(
+    state: &AppState,
+    link: &str,
+    lineitem: &str,
+) -> Result<Vec<coursegate_lti::services::ags::ResultItem>, String> {
+    let l2 = link.to_string();
+    let target = state
+        .store
+        .read(move |tx| roster::service_target_of(tx, &l2))
+        .await
+        .map_err(|e| e.to_string())?;
+    let w = ScoreWorker::default();
+    let client = ServiceClient::with_client(state.lti.http().clone());
+    let scopes = [roster::SCOPE_RESULT_READONLY];
+    let mut fresh = false;
+    loop {
+        let token = service_token(state, &w, &target, &scopes, fresh)
+            .await
+            .map_err(|f| format!("The LMS gave no access token for results: {}", f.message))?;
+        match client.results(&token, lineitem, None).await {
+            Ok(r) => return Ok(r),
+            Err(e) if e.is_unauthorized() && !fresh => {
+                let (pid, t) = (target.platform_id.clone(), token.clone());
+                state
+                    .store
+                    .write(move |tx| coursegate_core::ags::forget_token(tx, &pid, &t))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                fresh = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading AGS results failed");
+                return Err(match &e {
+                    LtiError::ServiceHttp { status, .. } => {
+                        format!("The LMS refused to list the grades (HTTP {status}).")
+                    }
+                    _ => "The LMS's grades could not be read just now.".to_string(),
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    k: String,
+}
+
+/// What the LMS answered, in words for the instructor.
+fn refusal(e: &LtiError) -> PageError {
+    let detail = match e {
+        LtiError::ServiceHttp { status, body, .. } => {
+            let body: String = body.trim().chars().take(300).collect();
+            if body.is_empty() {
+                format!("The LMS refused the roster request with HTTP {status}.")
+            } else {
+                format!("The LMS refused the roster request with HTTP {status}: {body}")
+            }
+        }
+        LtiError::ServiceUnreachable { .. } => {
+            "The LMS's Names and Roles service could not be reached. Try again in a moment."
+                .to_string()
+        }
+        other => format!("The roster could not be read from the LMS: {other}"),
+    };
+    PageError::new(StatusCode::FAILED_DEPENDENCY, "roster_refused", detail)
+}
+
+async fn import(
+    state: web::Data<AppState>,
+    session: LearnerSession,
+    link: web::Path<String>,
+    form: web::Form<ImportForm>,
+) -> Result<HttpResponse, PageError> {
+    let link = link.into_inner();
+    let form = form.into_inner();
+    session.check_csrf(&state, &form.csrf)?;
+    check_key(&state, &session, &link, &form.k)?;
+    let l2 = link.clone();
+    let source = state
+        .store
+        .read(move |tx| roster::roster_source(tx, &l2))
+        .await
+        .map_err(|e| match e {
+            CoreError::Refused { code, message } => {
+                PageError::new(StatusCode::CONFLICT, code, message)
+            }
+            other => other.into(),
+        })?;
+
+    // Every page, over the network, before any write.
+    let w = ScoreWorker::default();
+    let client = ServiceClient::with_client(state.lti.http().clone());
+    let scopes = [SCOPE_NRPS];
+    let mut fresh = false;
+    let members = loop {
+        let token = service_token(&state, &w, &source.target, &scopes, fresh)
+            .await
+            .map_err(|f| {
+                PageError::new(
+                    StatusCode::FAILED_DEPENDENCY,
+                    "roster_refused",
+                    format!(
+                        "The LMS did not give the tool an access token for its roster: {}",
+                        f.message
+                    ),
+                )
+            })?;
+        match client.memberships(&token, &source.memberships_url).await {
+            Ok(m) => break m,
+            Err(e) if e.is_unauthorized() && !fresh => {
+                let (pid, t) = (source.target.platform_id.clone(), token.clone());
+                state
+                    .store
+                    .write(move |tx| coursegate_core::ags::forget_token(tx, &pid, &t))
+                    .await?;
+                fresh = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "roster import refused by the platform");
+                return Err(refusal(&e));
+            }
+        }
+    };
+    let learners: Vec<RosterMember> = members
+        .members
+        .iter()
+        .filter(|m| m.is_active() && m.is_learner())
+        .map(|m| RosterMember {
+            sub: m.user_id.clone(),
+            name: m.name.clone().or_else(|| {
+                let n = [m.given_name.as_deref(), m.family_name.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (!n.is_empty()).then_some(n)
+            }),
+            email: m.email.clone(),
+        })
+        .collect();
+    let now = state.now();
+    let actor = Actor {
+        kind: "lti",
+        id: Some(session.learner_id.clone()),
+        ip: None,
+        user_agent: None,
+    };
+    let l2 = link.clone();
+    let done = state
+        .store
+        .write(move |tx| roster::import_members(tx, now, &l2, &learners, &actor))
+        .await?;
+    tracing::info!(
+        link = %link,
+        pages = members.pages,
+        members = done.members,
+        enrolled = done.enrolled,
+        "roster imported"
+    );
+    Ok(see_other(&format!(
+        "/lti/instructor/{link}?k={}&imported={}&enrolled={}",
+        form.k, done.members, done.enrolled
+    )))
+}
