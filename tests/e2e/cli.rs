@@ -309,7 +309,10 @@ fn keys_rotate_waits_for_the_overlap_unless_forced() {
     let out = assert_ok(&run_with(dir.path(), &env, &["keys", "init"]));
     assert!(out.starts_with("Active key "), "{out}");
     let listed = assert_ok(&run_with(dir.path(), &env, &["keys", "list"]));
-    assert!(listed.contains("\tActive") && listed.contains("\tNext"), "{listed}");
+    assert!(
+        listed.contains("\tActive") && listed.contains("\tNext"),
+        "{listed}"
+    );
     // The next key was published a moment ago: platforms may not have it yet.
     let err = assert_fails_naming(
         &run_with(dir.path(), &env, &["keys", "rotate"]),

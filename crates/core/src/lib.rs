@@ -29,6 +29,7 @@ pub mod mailq;
 pub mod sessions;
 pub mod settings;
 pub mod signin;
+pub mod sso;
 pub mod staff;
 pub mod tokens;
 pub mod types;

@@ -529,9 +529,16 @@ mod tests {
         let e = ToolKeys::rotate_after_overlap(dir.path(), t0() + Duration::hours(1), overlap)
             .unwrap_err();
         assert_eq!(e.code(), "tool_key_error");
-        assert!(e.to_string().contains("published only since 2026-01-01 00:00 UTC"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("published only since 2026-01-01 00:00 UTC"),
+            "{e}"
+        );
         assert_eq!(
-            ToolKeys::load(dir.path(), t0()).unwrap().active_kid().unwrap(),
+            ToolKeys::load(dir.path(), t0())
+                .unwrap()
+                .active_kid()
+                .unwrap(),
             first,
             "a refused rotation changes nothing"
         );

@@ -489,9 +489,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let r = ToolKeys::rotate_after_overlap(dir, now, overlap).map_err(|e| {
                         anyhow::anyhow!("{e} (`coursegate keys rotate --force` rotates now)")
                     })?;
-                    for kid in
-                        ToolKeys::prune(dir, now, chrono::Duration::days(DEFAULT_RETIRED_GRACE_DAYS))?
-                    {
+                    for kid in ToolKeys::prune(
+                        dir,
+                        now,
+                        chrono::Duration::days(DEFAULT_RETIRED_GRACE_DAYS),
+                    )? {
                         println!("Deleted {kid} (retired more than {DEFAULT_RETIRED_GRACE_DAYS} days ago)");
                     }
                     println!(
