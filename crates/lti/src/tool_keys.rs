@@ -329,7 +329,7 @@ impl ToolKeys {
                 .max_by_key(|k| k.created_at);
             match newest_next {
                 Some(k) if k.created_at + overlap > now => {
-                    return Err(key_err(&format!(
+                    return Err(key_err(format!(
                         "the next key {} has been published only since {}; platforms may not have fetched it yet. Rotate after {} (or force it)",
                         k.kid,
                         k.created_at.format("%Y-%m-%d %H:%M UTC"),
@@ -553,7 +553,7 @@ mod tests {
         assert!(dir.path().join(format!("{first}.pem")).exists());
         // …and is deleted after it.
         let gone = ToolKeys::prune(dir.path(), t1 + grace, grace).unwrap();
-        assert_eq!(gone, [first.clone()]);
+        assert_eq!(gone, std::slice::from_ref(&first));
         assert!(!dir.path().join(format!("{first}.pem")).exists());
         let keys = ToolKeys::load(dir.path(), t1 + grace).unwrap();
         assert_eq!(keys.active_kid().unwrap(), rot.activated);

@@ -605,6 +605,75 @@ mod tests {
     }
 
     #[test]
+    fn sso_settings_are_checked_with_defaults_and_a_secret_file() {
+        let c = Config::load_from(&env(&[("COURSEGATE_SECRET", SECRET)]), None).unwrap();
+        assert!(c.sso.is_none(), "off unless an issuer is set");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sso-secret");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let file = file.to_str().unwrap();
+        let base = [
+            ("COURSEGATE_SECRET", SECRET),
+            (
+                "COURSEGATE_SSO_ISSUER",
+                "https://login.acme.example/realms/staff",
+            ),
+            ("COURSEGATE_SSO_CLIENT_ID", "coursegate"),
+            ("COURSEGATE_SSO_CLIENT_SECRET_FILE", file),
+        ];
+        let c = Config::load_from(&env(&base), None).unwrap();
+        let sso = c.sso.unwrap();
+        assert_eq!(sso.issuer, "https://login.acme.example/realms/staff");
+        assert_eq!(sso.client_secret, "from-a-file");
+        assert_eq!(sso.provider_name, "login.acme.example");
+        assert!(sso.policy.allowed_domains.is_empty());
+        assert_eq!(
+            sso.policy.default_role,
+            coursegate_core::staff::Role::Instructor
+        );
+
+        let mut e = env(&base);
+        e.insert(
+            "COURSEGATE_SSO_ALLOWED_DOMAINS".into(),
+            " ACME.example, @acme-training.example ,".into(),
+        );
+        e.insert("COURSEGATE_SSO_DEFAULT_ROLE".into(), "support".into());
+        let sso = Config::load_from(&e, None).unwrap().sso.unwrap();
+        assert_eq!(
+            sso.policy.allowed_domains,
+            vec![
+                "acme.example".to_string(),
+                "acme-training.example".to_string()
+            ]
+        );
+        assert_eq!(
+            sso.policy.default_role,
+            coursegate_core::staff::Role::Support
+        );
+
+        for (k, v) in [
+            ("COURSEGATE_SSO_ISSUER", "not a url"),
+            ("COURSEGATE_SSO_DEFAULT_ROLE", "root"),
+            ("COURSEGATE_SSO_ALLOWED_DOMAINS", "localhost"),
+        ] {
+            let mut e = env(&base);
+            e.insert(k.to_string(), v.to_string());
+            assert_eq!(
+                Config::load_from(&e, None).unwrap_err().setting,
+                k,
+                "{k}={v}"
+            );
+        }
+        let mut e = env(&base);
+        e.remove("COURSEGATE_SSO_CLIENT_ID");
+        assert_eq!(
+            Config::load_from(&e, None).unwrap_err().setting,
+            "COURSEGATE_SSO_CLIENT_ID"
+        );
+    }
+
+    #[test]
     fn dkim_settings_are_checked_and_default_to_the_sender_domain() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("dkim.pem");
