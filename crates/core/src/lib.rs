@@ -30,6 +30,7 @@ pub mod roster;
 pub mod sessions;
 pub mod settings;
 pub mod signin;
+pub mod sso;
 pub mod staff;
 pub mod tokens;
 pub mod types;

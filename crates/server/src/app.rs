@@ -53,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::assets::configure(cfg);
     routes::learner::configure(cfg);
     routes::links::configure(cfg);
+    routes::staff_sso::configure(cfg);
     routes::staff::configure(cfg);
     routes::dev::configure(cfg);
     routes::lti::configure(cfg);

@@ -56,6 +56,12 @@ struct FileConfig {
     dkim_selector: Option<String>,
     dkim_domain: Option<String>,
     dkim_algorithm: Option<String>,
+    sso_issuer: Option<String>,
+    sso_client_id: Option<String>,
+    sso_client_secret: Option<String>,
+    sso_allowed_domains: Option<String>,
+    sso_default_role: Option<String>,
+    sso_provider_name: Option<String>,
 }
 
 #[derive(Clone)]
@@ -92,6 +98,33 @@ pub struct Config {
     pub lti_frame_sessions: bool,
     /// DKIM signing of outgoing mail, when a key file is configured.
     pub dkim: Option<coursegate_mail::DkimSettings>,
+    /// Staff single sign-on with an OpenID Connect provider, when an issuer
+    /// is configured.
+    pub sso: Option<SsoConfig>,
+}
+
+/// Staff single sign-on settings (docs/configuration.md, "Single sign-on").
+#[derive(Clone)]
+pub struct SsoConfig {
+    /// Exactly as configured: discovery compares it byte for byte with the
+    /// provider's `issuer`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Shown on the sign-in button: "Sign in with <name>".
+    pub provider_name: String,
+    pub policy: coursegate_core::sso::SsoPolicy,
+}
+
+impl std::fmt::Debug for SsoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("provider_name", &self.provider_name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -385,7 +418,72 @@ impl Config {
             )?),
         };
 
+        let sso = match s("SSO_ISSUER", file.sso_issuer)? {
+            None => None,
+            Some(raw) => {
+                let issuer = url::Url::parse(raw.trim()).map_err(|e| {
+                    err("COURSEGATE_SSO_ISSUER", format!("not a URL ({e}): {raw:?}"))
+                })?;
+                if !matches!(issuer.scheme(), "http" | "https") || issuer.host_str().is_none() {
+                    return Err(err(
+                        "COURSEGATE_SSO_ISSUER",
+                        "must be the provider's https:// issuer URL",
+                    ));
+                }
+                let client_id = s("SSO_CLIENT_ID", file.sso_client_id)?.ok_or_else(|| {
+                    err(
+                        "COURSEGATE_SSO_CLIENT_ID",
+                        "is required when COURSEGATE_SSO_ISSUER is set",
+                    )
+                })?;
+                let client_secret =
+                    s("SSO_CLIENT_SECRET", file.sso_client_secret)?.ok_or_else(|| {
+                        err(
+                            "COURSEGATE_SSO_CLIENT_SECRET",
+                            "is required when COURSEGATE_SSO_ISSUER is set (or set COURSEGATE_SSO_CLIENT_SECRET_FILE)",
+                        )
+                    })?;
+                let mut allowed_domains = Vec::new();
+                for d in s("SSO_ALLOWED_DOMAINS", file.sso_allowed_domains)?
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+                    .filter(|d| !d.is_empty())
+                {
+                    if !d.contains('.') || d.contains(['@', '/', ' ']) {
+                        return Err(err(
+                            "COURSEGATE_SSO_ALLOWED_DOMAINS",
+                            format!("must be comma-separated domains like acme.example, got {d:?}"),
+                        ));
+                    }
+                    allowed_domains.push(d);
+                }
+                let role_raw = s("SSO_DEFAULT_ROLE", file.sso_default_role)?
+                    .unwrap_or_else(|| "instructor".into());
+                let default_role = coursegate_core::staff::Role::parse(role_raw.trim())
+                    .map_err(|_| {
+                        err(
+                            "COURSEGATE_SSO_DEFAULT_ROLE",
+                            format!("must be one of owner, admin, instructor, support, got {role_raw:?}"),
+                        )
+                    })?;
+                let provider_name = s("SSO_PROVIDER_NAME", file.sso_provider_name)?
+                    .unwrap_or_else(|| issuer.host_str().unwrap_or("single sign-on").to_string());
+                Some(SsoConfig {
+                    issuer: raw.trim().to_string(),
+                    client_id,
+                    client_secret,
+                    provider_name,
+                    policy: coursegate_core::sso::SsoPolicy {
+                        allowed_domains,
+                        default_role,
+                    },
+                })
+            }
+        };
+
         Ok(Config {
+            sso,
             database_url,
             bind,
             base_url,
@@ -504,6 +602,75 @@ mod tests {
         }
         let got = Config::load_from(&env(&[]), None).unwrap_err();
         assert_eq!(got.setting, "COURSEGATE_SECRET");
+    }
+
+    #[test]
+    fn sso_settings_are_checked_with_defaults_and_a_secret_file() {
+        let c = Config::load_from(&env(&[("COURSEGATE_SECRET", SECRET)]), None).unwrap();
+        assert!(c.sso.is_none(), "off unless an issuer is set");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sso-secret");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let file = file.to_str().unwrap();
+        let base = [
+            ("COURSEGATE_SECRET", SECRET),
+            (
+                "COURSEGATE_SSO_ISSUER",
+                "https://login.acme.example/realms/staff",
+            ),
+            ("COURSEGATE_SSO_CLIENT_ID", "coursegate"),
+            ("COURSEGATE_SSO_CLIENT_SECRET_FILE", file),
+        ];
+        let c = Config::load_from(&env(&base), None).unwrap();
+        let sso = c.sso.unwrap();
+        assert_eq!(sso.issuer, "https://login.acme.example/realms/staff");
+        assert_eq!(sso.client_secret, "from-a-file");
+        assert_eq!(sso.provider_name, "login.acme.example");
+        assert!(sso.policy.allowed_domains.is_empty());
+        assert_eq!(
+            sso.policy.default_role,
+            coursegate_core::staff::Role::Instructor
+        );
+
+        let mut e = env(&base);
+        e.insert(
+            "COURSEGATE_SSO_ALLOWED_DOMAINS".into(),
+            " ACME.example, @acme-training.example ,".into(),
+        );
+        e.insert("COURSEGATE_SSO_DEFAULT_ROLE".into(), "support".into());
+        let sso = Config::load_from(&e, None).unwrap().sso.unwrap();
+        assert_eq!(
+            sso.policy.allowed_domains,
+            vec![
+                "acme.example".to_string(),
+                "acme-training.example".to_string()
+            ]
+        );
+        assert_eq!(
+            sso.policy.default_role,
+            coursegate_core::staff::Role::Support
+        );
+
+        for (k, v) in [
+            ("COURSEGATE_SSO_ISSUER", "not a url"),
+            ("COURSEGATE_SSO_DEFAULT_ROLE", "root"),
+            ("COURSEGATE_SSO_ALLOWED_DOMAINS", "localhost"),
+        ] {
+            let mut e = env(&base);
+            e.insert(k.to_string(), v.to_string());
+            assert_eq!(
+                Config::load_from(&e, None).unwrap_err().setting,
+                k,
+                "{k}={v}"
+            );
+        }
+        let mut e = env(&base);
+        e.remove("COURSEGATE_SSO_CLIENT_ID");
+        assert_eq!(
+            Config::load_from(&e, None).unwrap_err().setting,
+            "COURSEGATE_SSO_CLIENT_ID"
+        );
     }
 
     #[test]

@@ -73,6 +73,11 @@ fn title_of(code: &str) -> &'static str {
             "Not found"
         }
         "link_url_not_allowed" => "This API key may not see link URLs",
+        "sso_domain_not_allowed" | "sso_staff_deactivated" => "Single sign-on: not a staff member",
+        "sso_state_unknown" | "sso_state_used" | "sso_state_expired" | "sso_browser_mismatch" => {
+            "Single sign-on: start again"
+        }
+        c if c.starts_with("sso_") => "Single sign-on did not work",
         _ => "Something went wrong",
     }
 }

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod frame;
 pub mod lti_keys;
 pub mod routes;
+pub mod sso_client;
 pub mod telemetry;
 pub mod templates;
 pub mod workers;

@@ -28,7 +28,8 @@ pub fn spawn_maintenance(
                         + coursegate_store::repo::lti_services::purge_expired_tokens(
                             tx,
                             now.naive_utc(),
-                        )?;
+                        )?
+                        + coursegate_store::repo::sso::purge_expired(tx, now.naive_utc())?;
                     let s = coursegate_store::repo::sessions::purge_ended(
                         tx,
                         (now - chrono::Duration::days(7)).naive_utc(),

@@ -453,3 +453,16 @@ pub struct LtiAccessToken {
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
 }
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sso_states)]
+pub struct SsoState {
+    pub id: String,
+    pub state_hash: String,
+    pub browser_hash: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}

@@ -483,3 +483,18 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+// Staff single sign-on (2026-12-01-000008).
+
+diesel::table! {
+    sso_states (id) {
+        id -> Text,
+        state_hash -> Text,
+        browser_hash -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}

@@ -118,6 +118,21 @@ pub async fn redeem(c: &reqwest::Client, link: &str) -> reqwest::Response {
 
 impl App {
     pub async fn spawn(pg: Option<String>) -> App {
+        Self::spawn_with(
+            pg,
+            Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+            |_| Vec::new(),
+        )
+        .await
+    }
+
+    /// Like [`App::spawn`], with the clock starting at `start` and extra
+    /// settings computed from the app's base URL.
+    pub async fn spawn_with(
+        pg: Option<String>,
+        start: DateTime<Utc>,
+        extra: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+    ) -> App {
         let sink = SmtpSink::start().await;
         let dir = tempfile::tempdir().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -126,7 +141,7 @@ impl App {
             Some(u) => u.clone(),
             None => format!("sqlite://{}/t.db", dir.path().display()),
         };
-        let env: HashMap<String, String> = [
+        let mut env: HashMap<String, String> = [
             ("COURSEGATE_SECRET", SECRET.to_string()),
             ("COURSEGATE_BIND", addr.to_string()),
             ("COURSEGATE_DATABASE_URL", db.clone()),
@@ -143,6 +158,11 @@ impl App {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        env.extend(
+            extra(&format!("http://{addr}"))
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
         let config = Config::load_from(&env, None).unwrap();
         let opts = StoreOptions {
             pg_schema: pg
@@ -153,7 +173,7 @@ impl App {
         };
         let store = Store::connect(&db, opts).unwrap();
         store.migrate().unwrap();
-        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap());
+        let clock = ManualClock::new(start);
         let mail_config = coursegate_mail::MailConfig::from_url(config.smtp_url.as_deref())
             .unwrap()
             .with_from(config.mail_from.clone())

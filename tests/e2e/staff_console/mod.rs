@@ -6,6 +6,7 @@
 //! TEST_DATABASE_URL, on PostgreSQL.
 
 mod browser;
+mod sso;
 
 use coursegate_core::{audit::Actor, links, staff::Role, types::Email, Clock, CoreError};
 

@@ -533,6 +533,10 @@ async fn staff_signin_page(
     ctx.insert("site", &site);
     ctx.insert("pre_csrf", &pre_csrf(&state, &d.value, "staff-signin"));
     ctx.insert("sent", &false);
+    ctx.insert(
+        "sso_name",
+        &state.config.sso.as_ref().map(|c| c.provider_name.clone()),
+    );
     render(&state, StatusCode::OK, "pages/staff_signin.html", &ctx, &d)
 }
 
@@ -563,6 +567,7 @@ async fn staff_signin_request(
     ctx.insert("site", &site);
     ctx.insert("pre_csrf", &pre_csrf(&state, &d.value, "staff-signin"));
     ctx.insert("sent", &true);
+    ctx.insert("sso_name", &None::<String>);
     render(&state, StatusCode::OK, "pages/staff_signin.html", &ctx, &d)
 }
 

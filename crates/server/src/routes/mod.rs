@@ -11,6 +11,7 @@ pub mod lti_registration;
 pub mod staff;
 pub mod staff_console;
 pub mod staff_lms;
+pub mod staff_sso;
 
 use actix_web::HttpRequest;
 

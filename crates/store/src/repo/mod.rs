@@ -14,6 +14,7 @@ pub mod meta;
 pub mod outbox;
 pub mod sessions;
 pub mod settings;
+pub mod sso;
 pub mod staff;
 pub mod webhooks;
 
