@@ -121,15 +121,37 @@ impl Shots {
     }
 }
 
-/// Polls the current frame's page source until `pred` holds (20 s at most).
+/// Polls the current frame's page source until `pred` holds (60 s at most:
+/// a loaded CI machine runs several browsers at once).
 async fn wait_source(c: &Client, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Ok(s) = c.source().await {
             if pred(&s) {
                 return s;
             }
             last = s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}; last page: {last}");
+}
+
+/// Polls the source of the page's first frame until `pred` holds. The frame
+/// is entered again on every poll: while the frame navigates across sites
+/// (tool → platform → tool), a browser may drop the driver's frame context
+/// and answer with the top-level page instead.
+async fn wait_frame_source(c: &Client, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..600 {
+        let _ = c.enter_parent_frame().await;
+        if c.enter_frame(0).await.is_ok() {
+            if let Ok(s) = c.source().await {
+                if pred(&s) {
+                    return s;
+                }
+                last = s;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -185,13 +207,12 @@ async fn framed_launch(test: &str, storage: bool) {
     c.goto(&lms).await.unwrap();
     let main_window = c.window().await.unwrap();
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("iframe#tool"))
         .await
         .unwrap();
     // Inside the frame: login → platform auth → launch → continue.
-    c.enter_frame(0).await.unwrap();
-    let frame = wait_source(&c, "the course or the new-window page in the frame", |s| {
+    let frame = wait_frame_source(&c, "the course or the new-window page in the frame", |s| {
         s.contains("Open in a new window") || s.contains("<h1>Intro") || s.contains(">Intro<")
     })
     .await;
