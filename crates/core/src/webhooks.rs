@@ -206,6 +206,13 @@ pub fn events_of(e: &WebhookEndpoint) -> Vec<String> {
     e.events.split_whitespace().map(str::to_string).collect()
 }
 
+/// Whether an active endpoint subscribes to `event_type` (a public type).
+pub fn has_subscriber(tx: &mut Tx, event_type: &str) -> Result<bool, CoreError> {
+    Ok(repo::webhooks::active(tx)?
+        .iter()
+        .any(|e| subscribed(e, event_type)))
+}
+
 fn subscribed(e: &WebhookEndpoint, event_type: &str) -> bool {
     e.events
         .split_whitespace()

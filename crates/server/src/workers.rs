@@ -8,7 +8,8 @@ use actix_web::web;
 use crate::app::AppState;
 
 /// Periodic clean-up: expired LTI login states, nonces, tickets and flight
-/// records; sessions that ended more than a week ago.
+/// records; sessions that ended more than a week ago; domain events fanned
+/// out more than a week ago.
 pub fn spawn_maintenance(
     state: web::Data<AppState>,
     every: Duration,
@@ -44,6 +45,13 @@ pub fn spawn_maintenance(
                         + coursegate_store::repo::links::purge_rate_limits(
                             tx,
                             (now - chrono::Duration::hours(2)).naive_utc(),
+                        )?
+                        // Domain events already fanned out to webhooks (their
+                        // deliveries keep their own rows and log).
+                        + coursegate_store::repo::outbox::purge_done(
+                            tx,
+                            coursegate_core::events::KIND_EVENT,
+                            (now - chrono::Duration::days(7)).naive_utc(),
                         )?;
                     Ok::<_, coursegate_store::StoreError>((n, s))
                 })

@@ -4,8 +4,12 @@
 //! PostgreSQL, chosen at run time from `DATABASE_URL`. Repositories are plain
 //! functions taking `&mut DbConn` and run inside [`Store::read`] or
 //! [`Store::write`], which move the work off the async executor and wrap it in
-//! one transaction (`BEGIN IMMEDIATE` on SQLite so concurrent writers queue on
-//! the busy timeout instead of failing on a lock upgrade).
+//! one transaction (`BEGIN IMMEDIATE` on SQLite so a writer never fails on a
+//! lock upgrade). SQLite allows one writer at a time: the writers of one
+//! process take turns on an in-process lock before they open their
+//! transaction, so they queue in order instead of sleeping and retrying in
+//! SQLite's busy handler; the busy timeout remains for other processes (a CLI
+//! command next to a running server).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conn;
@@ -14,6 +18,7 @@ pub mod models;
 pub mod repo;
 pub mod schema;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -55,6 +60,8 @@ pub struct Store {
     pool: r2d2::Pool<conn::Manager>,
     url: DatabaseUrl,
     options: StoreOptions,
+    /// SQLite only: the turn of this process's writers (see the crate docs).
+    sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -103,7 +110,13 @@ impl Store {
             pool.get()
                 .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?,
         );
-        Ok(Self { pool, url, options })
+        let sqlite_writer = (url.backend() == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            pool,
+            url,
+            options,
+            sqlite_writer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -237,6 +250,13 @@ impl Store {
         F: FnOnce(&mut Tx) -> Result<T, E>,
         E: From<StoreError>,
     {
+        // Wait for this process's writer turn before taking a connection, so
+        // waiting writers do not hold connections the readers need. A writer
+        // that panicked leaves no transaction open, so a poisoned lock is safe.
+        let _turn = self
+            .sqlite_writer
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let mut conn = self.pool.get().map_err(StoreError::from)?;
         in_transaction(&mut conn, true, f)
     }

@@ -89,6 +89,14 @@ async fn a_get_alone_never_signs_in_and_continue_does() {
         assert_eq!(again.status(), 303);
         assert_eq!(app.audit_count("link.redeemed"), 2);
         assert_eq!(app.audit_count("link.viewed"), 2);
+        // No webhook subscribes to link events here: none is written.
+        for topic in ["link.opened", "link.redeemed"] {
+            let rows = app
+                .store
+                .read_blocking(move |tx| repo::outbox::by_topic(tx, topic))
+                .unwrap();
+            assert!(rows.is_empty(), "{topic}: {rows:?}");
+        }
     }
 }
 

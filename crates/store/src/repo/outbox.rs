@@ -234,3 +234,19 @@ pub fn replay_by_dedupe_prefix(
     ))
     .execute(conn)?)
 }
+
+/// Deletes rows of `kind` that were processed (`done`) before `before`: domain
+/// events once their webhooks are queued. Returns how many.
+pub fn purge_done(
+    conn: &mut DbConn,
+    kind: &str,
+    before: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        outbox::table
+            .filter(outbox::kind.eq(kind))
+            .filter(outbox::status.eq(DONE))
+            .filter(outbox::updated_at.lt(before)),
+    )
+    .execute(conn)?)
+}
