@@ -303,6 +303,7 @@ fn lesson_of(tx: &mut Tx, course: &Course, lesson_id: &str) -> Result<Lesson, Co
 }
 
 /// Adds (`lesson_id` None) or edits a Markdown lesson.
+#[allow(clippy::too_many_arguments)]
 pub fn save_lesson(
     tx: &mut Tx,
     now: DateTime<Utc>,

@@ -61,11 +61,7 @@ fn bad_upload(detail: impl Into<String>) -> PageError {
 fn set(form: &mut SheetForm, name: &str, value: String) {
     match name {
         "csrf" => form.csrf = value,
-        "csv" => {
-            if form.filename.is_none() {
-                form.csv = value
-            }
-        }
+        "csv" if form.filename.is_none() => form.csv = value,
         "batch" => form.batch = value,
         _ => {}
     }
