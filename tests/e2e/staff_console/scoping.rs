@@ -128,6 +128,9 @@ async fn a_scoped_instructor_sees_and_changes_only_their_courses() {
         let (_, _, team) = get(&owner, &app, "/staff/team").await;
         assert!(team.contains(&format!("href=\"/staff/team/{iid}\"")));
         assert!(team.contains("none yet: open the instructor to assign courses"));
+        let (s, _, by_role) = get(&owner, &app, "/staff/team?sort=role").await;
+        assert_eq!(s, 200);
+        assert!(by_role.contains("<option value=\"role\" selected>"));
         let r = post(&owner, &app, &page, &action, &[("course", "safety")]).await;
         assert_eq!(r.status(), 303);
         assert_eq!(r.headers()["location"], page.as_str());

@@ -171,6 +171,18 @@ fn paginate<T>(c: &mut tera::Context, q: &ListQuery, mut rows: Vec<T>) -> Vec<T>
     rows
 }
 
+/// Pages a list already held in memory (short lists: the team, LMS
+/// platforms) the same way as the store pages the long ones.
+pub fn paginate_vec<T>(c: &mut tera::Context, q: &ListQuery, rows: Vec<T>) -> Vec<T> {
+    let pg = q.store_page();
+    let rows: Vec<T> = rows
+        .into_iter()
+        .skip(usize::try_from(pg.offset).unwrap_or(0))
+        .take(usize::try_from(pg.limit).unwrap_or(0))
+        .collect();
+    paginate(c, q, rows)
+}
+
 pub use crate::extract::CsrfForm;
 
 async fn signout(

@@ -10,7 +10,10 @@ use crate::{
     app::AppState,
     error::PageError,
     extract::{CsrfForm, StaffSession},
-    routes::{page, see_other, staff_console::TEAM_EDITORS},
+    routes::{
+        page, see_other,
+        staff_console::{paginate_vec, ListQuery, TEAM_EDITORS},
+    },
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -23,14 +26,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn team(state: web::Data<AppState>, s: StaffSession) -> Result<HttpResponse, PageError> {
+async fn team(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     s.require_to(TEAM_EDITORS, "manage the team")?;
-    let (site, members) = state
+    let (site, mut members) = state
         .store
         .read(|tx| Ok::<_, CoreError>((settings::site(tx)?, scope::team(tx)?)))
         .await?;
+    // Email order from the store; by role (then email) on request.
+    let sort = match q.sort.as_deref() {
+        Some("role") => {
+            members.sort_by(|a, b| a.role.cmp(&b.role).then(a.email.cmp(&b.email)));
+            "role"
+        }
+        _ => "email",
+    };
     let mut c = crate::routes::staff_console::ctx(&state, &s, &site, "team");
+    let members = paginate_vec(&mut c, &q, members);
     c.insert("members", &members);
+    c.insert("sort", sort);
     page("pages/staff_team.html", &c)
 }
 
