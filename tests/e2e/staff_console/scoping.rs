@@ -369,6 +369,26 @@ async fn a_scoped_instructor_sees_and_changes_only_their_courses() {
             .unwrap();
         assert!(olaf.is_none(), "nothing was written for the refused row");
 
+        // A course the instructor creates is assigned to them.
+        let r = post(
+            &inst,
+            &app,
+            "/staff/courses/new",
+            "/staff/courses",
+            &[
+                ("slug", "ladders"),
+                ("title", "Ladders"),
+                ("link_policy", "access"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 303);
+        let (s, _, _) = get(&inst, &app, "/staff/courses/ladders").await;
+        assert_eq!(s, 200);
+        let (_, _, list) = get(&inst, &app, "/staff/courses").await;
+        assert!(list.contains("href=\"/staff/courses/ladders\""));
+        assert_eq!(app.audit_count("staff.course_assigned"), 2);
+
         // Taking the course away takes everything with it.
         let r = post(
             &owner,
