@@ -209,6 +209,33 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
         "0 queued · 0 failed, retrying · 1 sent · 0 dead"
     );
     shots.take(&c, "invitations-delivered").await;
+    // The outbox view of that email: the HTML part renders inside the
+    // sandboxed frame under the server's Content-Security-Policy.
+    click(&c, "tr.state-sent a").await;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("mail-html"))
+        .await
+        .unwrap();
+    assert!(text(&c, "#mail-text").await.contains("Fire safety"));
+    c.find(Locator::Id("mail-html"))
+        .await
+        .unwrap()
+        .enter_frame()
+        .await
+        .unwrap();
+    let framed = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(framed.contains("Fire safety"), "{framed}");
+    c.enter_parent_frame().await.unwrap();
+    shots.take(&c, "outbox-message").await;
 
     // The learner page, then the dashboard with a chart per course.
     c.goto(&app.url(&format!("/staff/learners/{l}")))
