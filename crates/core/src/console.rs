@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::{
     audit::{self, Actor},
     courses::{self, LinkPolicy, NewCourse, NewLesson},
+    scope::Scope,
     settings::{self, Site},
     types::{Email, Slug},
     CoreError,
@@ -54,17 +55,28 @@ pub struct Dashboard {
 
 pub const FUNNEL_DAYS: i64 = 30;
 
-/// Counts and funnels for every course (title order).
-pub fn dashboard(tx: &mut Tx, now: DateTime<Utc>) -> Result<Dashboard, CoreError> {
-    let counts = Counts {
-        learners: repo::learners::count(tx)?,
-        courses: repo::console::course_count(tx)?,
-        enrolments: repo::enrolments::count(tx)?,
-        outbox_pending: repo::outbox::count_by_status(tx, "pending")?,
-        outbox_dead: repo::outbox::count_by_status(tx, "dead")?,
+/// Counts and funnels for every course in scope (title order). A scoped
+/// instructor's counts cover their courses only, and the outbox (which
+/// they cannot see) counts nothing.
+pub fn dashboard(tx: &mut Tx, now: DateTime<Utc>, scope: &Scope) -> Result<Dashboard, CoreError> {
+    let counts = match scope.only() {
+        None => Counts {
+            learners: repo::learners::count(tx)?,
+            courses: repo::console::course_count(tx, None)?,
+            enrolments: repo::enrolments::count(tx)?,
+            outbox_pending: repo::outbox::count_by_status(tx, "pending")?,
+            outbox_dead: repo::outbox::count_by_status(tx, "dead")?,
+        },
+        Some(ids) => Counts {
+            learners: repo::learners::count_in(tx, ids)?,
+            courses: repo::console::course_count(tx, Some(ids))?,
+            enrolments: repo::enrolments::count_in(tx, ids)?,
+            outbox_pending: 0,
+            outbox_dead: 0,
+        },
     };
     let mut funnels = Vec::new();
-    for c in repo::courses::list(tx, false)? {
+    for c in scope.courses(tx)? {
         funnels.push(funnel(tx, now, &c)?);
     }
     Ok(Dashboard {
@@ -218,10 +230,13 @@ fn access_days(s: &str) -> Result<Option<i32>, CoreError> {
     Ok(Some(d))
 }
 
+/// Creates a course. A scoped instructor is assigned the course they create,
+/// so they keep seeing it.
 pub fn create_course(
     tx: &mut Tx,
     now: DateTime<Utc>,
     actor: &Actor,
+    scope: &Scope,
     slug: &str,
     f: CourseForm,
 ) -> Result<Course, CoreError> {
@@ -247,6 +262,9 @@ pub fn create_course(
         Some(("course", &c.id)),
         json!({ "slug": c.slug }),
     )?;
+    if let (true, Some(staff_id)) = (scope.is_scoped(), actor.id.as_deref()) {
+        crate::scope::assign(tx, now, actor, staff_id, &c.slug)?;
+    }
     Ok(c)
 }
 
@@ -254,10 +272,11 @@ pub fn update_course(
     tx: &mut Tx,
     now: DateTime<Utc>,
     actor: &Actor,
+    scope: &Scope,
     slug: &str,
     f: CourseForm,
 ) -> Result<Course, CoreError> {
-    let mut c = courses::by_slug(tx, slug)?;
+    let mut c = scope.course(tx, slug)?;
     c.title = courses::validate_title(&f.title)?;
     c.summary = f.summary.trim().to_string();
     c.published = f.published;
@@ -284,16 +303,18 @@ fn lesson_of(tx: &mut Tx, course: &Course, lesson_id: &str) -> Result<Lesson, Co
 }
 
 /// Adds (`lesson_id` None) or edits a Markdown lesson.
+#[allow(clippy::too_many_arguments)]
 pub fn save_lesson(
     tx: &mut Tx,
     now: DateTime<Utc>,
     actor: &Actor,
+    scope: &Scope,
     slug: &str,
     lesson_id: Option<&str>,
     title: &str,
     body: &str,
 ) -> Result<Lesson, CoreError> {
-    let c = courses::by_slug(tx, slug)?;
+    let c = scope.course(tx, slug)?;
     let title = courses::validate_title(title)?;
     let l = match lesson_id {
         None => courses::add_lesson(
@@ -337,11 +358,12 @@ pub fn move_lesson(
     tx: &mut Tx,
     now: DateTime<Utc>,
     actor: &Actor,
+    scope: &Scope,
     slug: &str,
     lesson_id: &str,
     up: bool,
 ) -> Result<(), CoreError> {
-    let c = courses::by_slug(tx, slug)?;
+    let c = scope.course(tx, slug)?;
     let lessons = repo::courses::lessons_of(tx, &c.id)?;
     let i = lessons
         .iter()
@@ -371,10 +393,11 @@ pub fn delete_lesson(
     tx: &mut Tx,
     now: DateTime<Utc>,
     actor: &Actor,
+    scope: &Scope,
     slug: &str,
     lesson_id: &str,
 ) -> Result<(), CoreError> {
-    let c = courses::by_slug(tx, slug)?;
+    let c = scope.course(tx, slug)?;
     let l = lesson_of(tx, &c, lesson_id)?;
     repo::console::delete_lesson(tx, &l.id)?;
     audit::record(
@@ -390,9 +413,12 @@ pub fn delete_lesson(
 pub type Rows = Vec<serde_json::Value>;
 
 /// Identities, sessions and the audit trail for the learner detail page.
+/// For a scoped instructor the trail holds only the changes to enrolments in
+/// their courses.
 pub fn learner_activity(
     tx: &mut Tx,
     now: DateTime<Utc>,
+    scope: &Scope,
     id: &str,
 ) -> Result<(Rows, Rows, Rows), CoreError> {
     let fmt = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
@@ -413,20 +439,27 @@ pub fn learner_activity(
             })
         })
         .collect();
-    let mut audit = repo::audit::list(
-        tx,
-        &repo::audit::AuditFilter {
-            subject_kind: Some("learner".into()),
-            subject_id: Some(id.to_string()),
-            ..Default::default()
-        },
-        repo::Page {
-            limit: 50,
-            offset: 0,
-        },
-    )?;
+    let mut audit = if scope.is_scoped() {
+        Vec::new()
+    } else {
+        repo::audit::list(
+            tx,
+            &repo::audit::AuditFilter {
+                subject_kind: Some("learner".into()),
+                subject_id: Some(id.to_string()),
+                ..Default::default()
+            },
+            repo::Page {
+                limit: 50,
+                offset: 0,
+            },
+        )?
+    };
     // Enrolment changes are recorded against the enrolment.
     for (e, _) in repo::enrolments::of_learner(tx, id)? {
+        if !scope.allows(&e.course_id) {
+            continue;
+        }
         audit.extend(repo::audit::list(
             tx,
             &repo::audit::AuditFilter {

@@ -28,6 +28,10 @@ pub enum CoreError {
     SessionExpired,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// An instructor reached for a course (or a learner) outside the courses
+    /// assigned to them; `code` names which (`course_out_of_scope`…).
+    #[error("{message}")]
+    OutOfScope { code: &'static str, message: String },
     #[error("rate limited until {0}")]
     RateLimited(DateTime<Utc>),
     /// A request refused for a protocol reason with its own stable code
@@ -75,6 +79,7 @@ impl CoreError {
             CoreError::Unauthenticated => "not_signed_in",
             CoreError::SessionExpired => "session_expired",
             CoreError::Forbidden(_) => "forbidden",
+            CoreError::OutOfScope { code, .. } => code,
             CoreError::RateLimited(_) => "rate_limited",
             CoreError::Refused { code, .. } => code,
             CoreError::Busy => "busy",

@@ -7,15 +7,17 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use coursegate_store::{repo, Tx};
+use coursegate_store::{models::InvitationRow, repo, Tx};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::{
     audit::{self, Actor},
     enrolments::{self, Grant, Source},
+    ids::new_id,
     learners,
     links::{self, IssueLearner, LinkSettings, SendOptions},
+    scope::Scope,
     sessions::Destination,
     tokens::Secret,
     types::{parse_name, Email},
@@ -27,13 +29,37 @@ pub const MAX_ROWS: usize = 1000;
 
 const COLUMNS: [&str; 6] = ["email", "name", "course", "start", "end", "reference"];
 
-/// Splits CSV text (RFC 4180: quoted fields, doubled quotes, CRLF or LF)
-/// into records. Blank lines are skipped.
+/// The cell separator of a sheet: a semicolon when the first line holds more
+/// semicolons than commas (spreadsheets in many locales export so), else a
+/// comma.
+fn delimiter(text: &str) -> char {
+    let first = text.lines().next().unwrap_or("");
+    let (mut commas, mut semis, mut quoted) = (0, 0, false);
+    for c in first.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => commas += 1,
+            ';' if !quoted => semis += 1,
+            _ => {}
+        }
+    }
+    if semis > commas {
+        ';'
+    } else {
+        ','
+    }
+}
+
+/// Splits CSV text (RFC 4180: quoted fields, doubled quotes, CRLF or LF;
+/// comma or semicolon separated, a leading byte order mark ignored) into
+/// records. Blank lines are skipped.
 pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, CoreError> {
+    let text = text.trim_start_matches('\u{feff}');
+    let sep = delimiter(text);
     let mut rows = Vec::new();
     let (mut row, mut field) = (Vec::new(), String::new());
     let (mut quoted, mut was_quoted) = (false, false);
-    let mut chars = text.trim_start_matches('\u{feff}').chars().peekable();
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if quoted {
             match c {
@@ -51,7 +77,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, CoreError> {
                 quoted = true;
                 was_quoted = true;
             }
-            ',' => {
+            c if c == sep => {
                 row.push(std::mem::take(&mut field));
                 was_quoted = false;
             }
@@ -135,8 +161,9 @@ fn day(field: &str, s: &str) -> Result<Option<DateTime<Utc>>, String> {
         .map_err(|_| format!("{field}: must be a date like 2027-01-31"))
 }
 
-/// Checks every row; writes nothing.
-pub fn preview(tx: &mut Tx, text: &str) -> Result<Preview, CoreError> {
+/// Checks every row; writes nothing. A row for a course outside `scope` is
+/// an error of that row (`course_out_of_scope`).
+pub fn preview(tx: &mut Tx, text: &str, scope: &Scope) -> Result<Preview, CoreError> {
     let records = parse_csv(text)?;
     let Some((header, body)) = records.split_first() else {
         return Err(CoreError::invalid(
@@ -205,12 +232,21 @@ pub fn preview(tx: &mut Tx, text: &str) -> Result<Preview, CoreError> {
             row.errors.push("course: is required".into());
             None
         } else {
-            let c = repo::courses::get_by_slug(tx, &row.course)?;
-            if c.is_none() {
-                row.errors
-                    .push(format!("course: there is no course {:?}", row.course));
+            match repo::courses::get_by_slug(tx, &row.course)? {
+                None => {
+                    row.errors
+                        .push(format!("course: there is no course {:?}", row.course));
+                    None
+                }
+                Some(c) if !scope.allows(&c.id) => {
+                    row.errors.push(format!(
+                        "course: {:?} is not one of your courses (course_out_of_scope)",
+                        row.course
+                    ));
+                    None
+                }
+                Some(c) => Some(c),
             }
-            c
         };
         let starts = day("start", &row.start).map_err(|e| row.errors.push(e));
         let ends = day("end", &row.end).map_err(|e| row.errors.push(e));
@@ -259,9 +295,12 @@ pub fn preview(tx: &mut Tx, text: &str) -> Result<Preview, CoreError> {
 pub struct Sent {
     pub queued: usize,
     pub skipped: usize,
+    /// Follow the emails at `/staff/invitations/batches/{batch_id}`.
+    pub batch_id: String,
 }
 
 /// Enrols every good row and queues its link email (the outbox delivers).
+#[allow(clippy::too_many_arguments)]
 pub fn send(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -270,9 +309,12 @@ pub fn send(
     actor: &Actor,
     base_url: &str,
     text: &str,
+    scope: &Scope,
 ) -> Result<Sent, CoreError> {
-    let p = preview(tx, text)?;
+    let p = preview(tx, text, scope)?;
     let mut queued = 0;
+    let batch_id = new_id();
+    let mut sent_rows = Vec::new();
     for r in p.rows.iter().filter(|r| r.will_send()) {
         let Some(x) = &r.parsed else { continue };
         let l =
@@ -298,14 +340,14 @@ pub fn send(
             Some(("enrolment", &g.enrolment.id)),
             json!({ "course": x.slug, "via": "csv", "line": r.line }),
         )?;
-        links::issue_learner(
+        let issued = links::issue_learner(
             tx,
             now,
             secret,
             settings,
             actor,
             IssueLearner {
-                learner_id: l.id,
+                learner_id: l.id.clone(),
                 destination: Destination::Course {
                     slug: x.slug.clone(),
                 },
@@ -317,8 +359,19 @@ pub fn send(
                 }),
             },
         )?;
+        sent_rows.push(InvitationRow {
+            batch_id: batch_id.clone(),
+            line: i32::try_from(r.line).unwrap_or(i32::MAX),
+            email: x.email.as_str().to_string(),
+            course_slug: x.slug.clone(),
+            learner_id: l.id,
+            outbox_id: issued.outbox_id,
+            created_by: actor.id.clone(),
+            created_at: now.naive_utc(),
+        });
         queued += 1;
     }
+    repo::scopes::insert_invitation_rows(tx, &sent_rows)?;
     let skipped = p.rows.len() - queued;
     audit::record(
         tx,
@@ -326,9 +379,91 @@ pub fn send(
         actor,
         "invitations.sent",
         None,
-        json!({ "queued": queued, "skipped": skipped }),
+        json!({ "queued": queued, "skipped": skipped, "batch_id": batch_id }),
     )?;
-    Ok(Sent { queued, skipped })
+    Ok(Sent {
+        queued,
+        skipped,
+        batch_id,
+    })
+}
+
+/// One sent row of a batch and where its email is.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchRow {
+    pub line: i32,
+    pub email: String,
+    pub course: String,
+    /// queued | retrying | sent | dead | unknown
+    pub state: &'static str,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub outbox_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Batch {
+    pub id: String,
+    pub rows: Vec<BatchRow>,
+    pub queued: usize,
+    pub retrying: usize,
+    pub sent: usize,
+    pub dead: usize,
+    /// Something is still on its way (the page refreshes itself).
+    pub pending: bool,
+}
+
+/// The progress of a sent sheet. A scoped instructor sees only the batches
+/// they sent themselves.
+pub fn batch(tx: &mut Tx, scope: &Scope, viewer: &str, id: &str) -> Result<Batch, CoreError> {
+    let rows = repo::scopes::invitation_batch(tx, id)?;
+    if rows.is_empty()
+        || (scope.is_scoped()
+            && rows
+                .iter()
+                .any(|(r, _)| r.created_by.as_deref() != Some(viewer)))
+    {
+        return Err(CoreError::NotFound("batch"));
+    }
+    let rows: Vec<BatchRow> = rows
+        .into_iter()
+        .map(|(r, m)| {
+            let state = match m.as_ref() {
+                None => "unknown",
+                Some(m) => match (m.status.as_str(), m.attempts) {
+                    (repo::outbox::PENDING, 0) => "queued",
+                    (repo::outbox::PENDING, _) => "retrying",
+                    (repo::outbox::DEAD, _) => "dead",
+                    _ => "sent",
+                },
+            };
+            BatchRow {
+                line: r.line,
+                email: r.email,
+                course: r.course_slug,
+                state,
+                attempts: m.as_ref().map(|m| m.attempts).unwrap_or(0),
+                last_error: m.and_then(|m| m.last_error),
+                outbox_id: r.outbox_id,
+            }
+        })
+        .collect();
+    let count = |s: &str| rows.iter().filter(|r| r.state == s).count();
+    let (queued, retrying, sent, dead) = (
+        count("queued"),
+        count("retrying"),
+        count("sent"),
+        count("dead"),
+    );
+    Ok(Batch {
+        id: id.to_string(),
+        pending: queued + retrying > 0,
+        queued,
+        retrying,
+        sent,
+        dead,
+        rows,
+    })
 }
 
 #[cfg(test)]
@@ -348,5 +483,21 @@ mod tests {
             ]
         );
         assert!(parse_csv("email\n\"open").is_err());
+    }
+
+    #[test]
+    fn semicolons_and_a_byte_order_mark() {
+        let r =
+            parse_csv("\u{feff}email;name;course\r\na@x.test;\"Smith; Jo\";safety\r\n").unwrap();
+        assert_eq!(
+            r,
+            vec![
+                vec!["email".to_string(), "name".into(), "course".into()],
+                vec!["a@x.test".into(), "Smith; Jo".into(), "safety".into()],
+            ]
+        );
+        // A comma sheet keeps semicolons inside cells.
+        let r = parse_csv("email,name\na@x.test,A;B\n").unwrap();
+        assert_eq!(r[1], vec!["a@x.test".to_string(), "A;B".into()]);
     }
 }

@@ -27,6 +27,7 @@ pub mod links;
 pub mod lti;
 pub mod mailq;
 pub mod roster;
+pub mod scope;
 pub mod sessions;
 pub mod settings;
 pub mod signin;

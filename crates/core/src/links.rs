@@ -93,6 +93,8 @@ impl Default for LinkSettings {
 pub struct Issued {
     pub token: String,
     pub link: MagicLink,
+    /// The outbox row of the email that carries the link, when one was queued.
+    pub outbox_id: Option<String>,
 }
 
 impl std::fmt::Debug for Issued {
@@ -240,7 +242,11 @@ pub fn issue_learner(
             "expires_at": expires, "superseded": superseded,
         }),
     )?;
-    let issued = Issued { token, link };
+    let mut issued = Issued {
+        token,
+        link,
+        outbox_id: None,
+    };
     if let Some(send) = req.send {
         let url = format!("{}{}", send.base_url, issued.path());
         let (template, mut ctx) = match kind {
@@ -283,7 +289,7 @@ pub fn issue_learner(
             ctx["code"] = json!(code);
             ctx["code_expires_minutes"] = json!(settings.code_ttl.num_minutes());
         }
-        mailq::enqueue(
+        let outbox_id = mailq::enqueue(
             tx,
             now,
             mailq::Mail {
@@ -295,6 +301,7 @@ pub fn issue_learner(
                 subject: ("learner", &learner.id),
             },
         )?;
+        issued.outbox_id = Some(outbox_id);
     }
     Ok(issued)
 }
@@ -346,7 +353,11 @@ pub fn issue_staff(
         Some(("staff", &staff.id)),
         json!({ "link_id": link.id, "kind": "once", "purpose": "staff", "expires_at": expires }),
     )?;
-    let issued = Issued { token, link };
+    let issued = Issued {
+        token,
+        link,
+        outbox_id: None,
+    };
     if let Some(base_url) = send {
         mailq::enqueue(
             tx,

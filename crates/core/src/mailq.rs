@@ -85,6 +85,61 @@ pub fn scrubbed(payload: &Value) -> Value {
     p
 }
 
+/// What the staff outbox view may show of a queued mail: the payload with
+/// its sign-in link and code replaced by placeholders, and the secret values
+/// themselves, so that whatever renders the mail can also blank any other
+/// place they might surface. Staff must not be able to sign in as a learner
+/// by reading the outbox.
+#[derive(Debug, Clone)]
+pub struct Redacted {
+    pub payload: Value,
+    pub secrets: Vec<String>,
+}
+
+/// The placeholder for a redacted link.
+pub const LINK_HIDDEN: &str = "[sign-in link hidden in the console]";
+/// The placeholder for a redacted code.
+pub const CODE_HIDDEN: &str = "[code hidden]";
+
+pub fn redacted(payload: &Value) -> Redacted {
+    let mut p = payload.clone();
+    let mut secrets = Vec::new();
+    if let Some(ctx) = p.get_mut("context").and_then(Value::as_object_mut) {
+        for (k, placeholder) in [("link", LINK_HIDDEN), ("code", CODE_HIDDEN)] {
+            if let Some(v) = ctx.get(k) {
+                if let Some(s) = v.as_str().filter(|s| !s.is_empty() && *s != REMOVED) {
+                    secrets.push(s.to_string());
+                    // The token part of a link on its own, in case a template
+                    // shows it apart from the address.
+                    if let Some((_, tail)) = s.rsplit_once('/') {
+                        if tail.len() >= 16 {
+                            secrets.push(tail.to_string());
+                        }
+                    }
+                } else if let Some(n) = v.as_u64() {
+                    secrets.push(n.to_string());
+                }
+                ctx.insert(k.to_string(), json!(placeholder));
+            }
+        }
+    }
+    Redacted {
+        payload: p,
+        secrets,
+    }
+}
+
+/// `text` with every secret blanked out.
+pub fn blank_secrets(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() {
+            out = out.replace(s.as_str(), "[hidden]");
+        }
+    }
+    out
+}
+
 fn str_of<'a>(payload: &'a Value, key: &str) -> Option<&'a str> {
     payload.get(key).and_then(Value::as_str)
 }
@@ -192,6 +247,23 @@ pub fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_view_hides_links_and_codes() {
+        let p = json!({ "to": "a@x.test", "context": { "link": "https://x/l/cgl_0123456789abcdefsecret", "code": "123456", "course": "A" } });
+        let r = redacted(&p);
+        let text = r.payload.to_string();
+        assert!(!text.contains("cgl_0123456789abcdefsecret"));
+        assert!(!text.contains("123456"));
+        assert_eq!(r.payload["context"]["course"], "A");
+        assert_eq!(
+            blank_secrets(
+                "go to https://x/l/cgl_0123456789abcdefsecret now, code 123456",
+                &r.secrets
+            ),
+            "go to [hidden] now, code [hidden]"
+        );
+    }
 
     #[test]
     fn a_scrubbed_mail_is_recognised() {

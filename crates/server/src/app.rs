@@ -62,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::api::configure(cfg);
     routes::staff_lms::configure(cfg);
     routes::staff_console::configure(cfg);
+    routes::staff_team::configure(cfg);
 }
 
 /// A running server.

@@ -182,6 +182,8 @@ pub struct StaffSession {
     pub staff_id: String,
     pub email: String,
     pub role: String,
+    /// The courses this staff member may see (an instructor's assignments).
+    pub scope: coursegate_core::scope::Scope,
     /// IP and user agent of this request, for audit entries.
     pub client: ClientInfo,
 }
@@ -255,10 +257,13 @@ impl FromRequest for StaffSession {
                 })?
                 .clone();
             let sid = staff_id.clone();
-            let staff = state
+            let (staff, scope) = state
                 .store
                 .read(move |tx| {
-                    coursegate_store::repo::staff::get(tx, &sid)?.ok_or(CoreError::Unauthenticated)
+                    let s = coursegate_store::repo::staff::get(tx, &sid)?
+                        .ok_or(CoreError::Unauthenticated)?;
+                    let scope = coursegate_core::scope::Scope::load(tx, &s.id, &s.role)?;
+                    Ok::<_, CoreError>((s, scope))
                 })
                 .await?;
             if !staff.active {
@@ -269,6 +274,7 @@ impl FromRequest for StaffSession {
                 staff_id,
                 email: staff.email,
                 role: staff.role,
+                scope,
                 client: client_info(&req),
             })
         })

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod sso_client;
 pub mod telemetry;
 pub mod templates;
+pub mod upload;
 pub mod workers;
 
 pub use app::{start, AppState, Running};

@@ -466,3 +466,30 @@ pub struct SsoState {
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
 }
+
+/// An instructor's assignment to a course (instructor scoping).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = staff_course_scopes)]
+pub struct StaffCourseScope {
+    pub staff_id: String,
+    pub course_id: String,
+    pub created_at: NaiveDateTime,
+    /// The staff user who made the assignment.
+    pub created_by: Option<String>,
+}
+
+/// One sent line of a CSV invitation sheet.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invitation_rows)]
+pub struct InvitationRow {
+    pub batch_id: String,
+    pub line: i32,
+    pub email: String,
+    pub course_slug: String,
+    pub learner_id: String,
+    /// The outbox row of the invitation email.
+    pub outbox_id: Option<String>,
+    /// The staff user who sent the sheet.
+    pub created_by: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
+}

@@ -498,3 +498,27 @@ diesel::table! {
         used_at -> Nullable<Timestamp>,
     }
 }
+
+// Instructor scoping (2026-12-01-000009).
+
+diesel::table! {
+    staff_course_scopes (staff_id, course_id) {
+        staff_id -> Text,
+        course_id -> Text,
+        created_at -> Timestamp,
+        created_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    invitation_rows (batch_id, line) {
+        batch_id -> Text,
+        line -> Integer,
+        email -> Text,
+        course_slug -> Text,
+        learner_id -> Text,
+        outbox_id -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}

@@ -1,7 +1,8 @@
 //! Headless Chromium over WebDriver: a staff member signs in from the
 //! emailed link, creates a course and a lesson (with a preview), invites a
-//! learner from a sheet with one bad row (the email arrives, the learner
-//! redeems it) and opens the dashboard, which counts them. Every main page
+//! learner from a sheet uploaded as a CSV file with one bad row (the batch
+//! page follows the email through the outbox, the email arrives, the
+//! learner redeems it) and opens the dashboard, which counts them. Every main page
 //! is saved as a screenshot into `$COURSEGATE_SCREENSHOTS` when set. Skips
 //! loudly when chromium or chromedriver are missing, fails under CI=true.
 
@@ -144,12 +145,21 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
     // Invite from a sheet with one bad row: preview, then send.
     click(&c, "nav.staff-nav a[href='/staff/invitations']").await;
     at(&c, &app, "/staff/invitations").await;
-    fill(
-        &c,
-        "inv-csv",
-        "email,name,course,reference\nkim@example.com,Kim,fire-safety,order 7\nnobody,No One,fire-safety,\n",
+    // The sheet is uploaded as a file through the file input (WebDriver
+    // types the file's path into it).
+    let sheet_dir = tempfile::tempdir().unwrap();
+    let sheet = sheet_dir.path().join("invitations.csv");
+    std::fs::write(
+        &sheet,
+        "email,name,course,reference\r\nkim@example.com,Kim,fire-safety,order 7\r\nnobody,No One,fire-safety,\r\n",
     )
-    .await;
+    .unwrap();
+    c.find(Locator::Id("inv-file"))
+        .await
+        .unwrap()
+        .send_keys(sheet.to_str().unwrap())
+        .await
+        .unwrap();
     click(&c, "#preview").await;
     let summary = c
         .wait()
@@ -176,6 +186,12 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
         .await
         .unwrap();
     assert_eq!(sent, "1 invitation(s) queued; 1 row(s) skipped.");
+    assert_eq!(
+        text(&c, "#progress").await,
+        "1 queued · 0 failed, retrying · 0 sent · 0 dead"
+    );
+    let batch = c.current_url().await.unwrap();
+    assert!(batch.path().starts_with("/staff/invitations/batches/"));
     shots.take(&c, "invitations-sent").await;
     // The email arrives at the SMTP sink; the learner redeems it.
     let link = app
@@ -186,6 +202,40 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
     let learner = crate::magic_links::harness::client();
     let r = crate::magic_links::harness::redeem(&learner, &link).await;
     assert_eq!(r.headers()["location"], "/courses/fire-safety");
+    // The batch page now shows the email as sent.
+    c.goto(batch.as_str()).await.unwrap();
+    assert_eq!(
+        text(&c, "#progress").await,
+        "0 queued · 0 failed, retrying · 1 sent · 0 dead"
+    );
+    shots.take(&c, "invitations-delivered").await;
+    // The outbox view of that email: the HTML part renders inside the
+    // sandboxed frame under the server's Content-Security-Policy.
+    click(&c, "tr.state-sent a").await;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("mail-html"))
+        .await
+        .unwrap();
+    assert!(text(&c, "#mail-text").await.contains("Fire safety"));
+    c.find(Locator::Id("mail-html"))
+        .await
+        .unwrap()
+        .enter_frame()
+        .await
+        .unwrap();
+    let framed = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(framed.contains("Fire safety"), "{framed}");
+    c.enter_parent_frame().await.unwrap();
+    shots.take(&c, "outbox-message").await;
 
     // The learner page, then the dashboard with a chart per course.
     c.goto(&app.url(&format!("/staff/learners/{l}")))
@@ -218,6 +268,25 @@ async fn staff_signs_in_creates_a_course_and_sees_the_dashboard() {
         .await,
         "1",
         "one learner invited to Course safety"
+    );
+    // The invited learner is counted as invited and opened on Fire safety.
+    assert_eq!(
+        text(
+            &c,
+            "section.funnel:nth-of-type(3) .funnel-totals div:first-child dd"
+        )
+        .await,
+        "1",
+        "one learner invited to Fire safety"
+    );
+    assert_eq!(
+        text(
+            &c,
+            "section.funnel:nth-of-type(3) .funnel-totals div:nth-child(2) dd"
+        )
+        .await,
+        "1",
+        "who opened the link"
     );
     shots.take(&c, "dashboard").await;
     for (path, name) in [

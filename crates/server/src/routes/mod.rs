@@ -12,6 +12,7 @@ pub mod staff;
 pub mod staff_console;
 pub mod staff_lms;
 pub mod staff_sso;
+pub mod staff_team;
 
 use actix_web::HttpRequest;
 

@@ -9,15 +9,16 @@ use coursegate_core::{
     enrolments::{self, Grant, Source},
     learners::{self, IdentityRef},
     links::{self, IssueLearner, SendOptions},
+    scope::Scope,
     sessions::{self, Destination, StartLearner},
     settings,
     types::Email,
     CoreError,
 };
-use coursegate_store::repo;
+use coursegate_store::repo::{self, learners::LearnerSort};
 use serde::{Deserialize, Serialize};
 
-use crate::routes::staff_console::READERS;
+use crate::routes::staff_console::{ENROLLERS, READERS};
 use crate::{
     app::AppState,
     error::PageError,
@@ -48,6 +49,28 @@ pub struct Search {
     pub q: String,
     #[serde(default)]
     pub page: Option<i64>,
+    #[serde(default)]
+    pub sort: Option<String>,
+}
+
+fn learner_sort(s: Option<&str>) -> (LearnerSort, &'static str) {
+    match s {
+        Some("oldest") => (LearnerSort::OldestFirst, "oldest"),
+        Some("email") => (LearnerSort::EmailAsc, "email"),
+        Some("email_desc") => (LearnerSort::EmailDesc, "email_desc"),
+        _ => (LearnerSort::NewestFirst, "newest"),
+    }
+}
+
+fn course_opts(tx: &mut coursegate_core::Tx, scope: &Scope) -> Result<Vec<CourseOpt>, CoreError> {
+    Ok(scope
+        .courses(tx)?
+        .into_iter()
+        .map(|c| CourseOpt {
+            slug: c.slug,
+            title: c.title,
+        })
+        .collect())
 }
 
 #[derive(Debug, Serialize)]
@@ -64,29 +87,29 @@ async fn home(
     s.require(READERS)?;
     let query = q.q.trim().to_string();
     let pg = q.page.unwrap_or(1).max(1);
+    let (sort, sort_name) = learner_sort(q.sort.as_deref());
+    let scope = s.scope.clone();
     let (site, found, courses) = state
         .store
         .read(move |tx| {
-            let found = repo::learners::search(
+            // An instructor finds only learners enrolled in their courses.
+            let found = repo::learners::search_in(
                 tx,
                 Some(&query),
+                scope.only(),
+                sort,
                 repo::Page {
                     limit: PER_PAGE + 1,
                     offset: (pg - 1) * PER_PAGE,
                 },
             )?;
-            let courses: Vec<CourseOpt> = repo::courses::list(tx, false)?
-                .into_iter()
-                .map(|c| CourseOpt {
-                    slug: c.slug,
-                    title: c.title,
-                })
-                .collect();
+            let courses = course_opts(tx, &scope)?;
             Ok::<_, CoreError>((settings::site(tx)?, found, courses))
         })
         .await?;
     let mut c = ctx(&state, &s, &site);
     c.insert("q", &q.q);
+    c.insert("sort", sort_name);
     let more = found.len() as i64 > PER_PAGE;
     c.insert(
         "pager",
@@ -126,19 +149,27 @@ async fn enrol_new(
     form: web::Form<EnrolForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
-    s.require(&["owner", "admin", "support"])?;
+    s.require_to(ENROLLERS, "enrol learners")?;
     let email = Email::parse(&form.email)?;
     let name = coursegate_core::types::parse_name("name", Some(&form.name))?;
     let course = form.course.clone();
+    if course.is_empty() && s.scope.is_scoped() {
+        return Err(
+            CoreError::invalid("course", "choose one of your courses to enrol them in").into(),
+        );
+    }
     let now = state.now();
-    let a = s.actor();
+    let (a, scope) = (s.actor(), s.scope.clone());
     let id = state
         .store
         .write(move |tx| {
+            if !course.is_empty() {
+                scope.course(tx, &course)?;
+            }
             let l =
                 learners::upsert_by_email(tx, now, &email, name.as_deref(), None, false)?.learner;
             if !course.is_empty() {
-                grant(tx, now, &a, &l.id, &course)?;
+                grant(tx, now, &a, &scope, &l.id, &course)?;
             }
             Ok::<_, CoreError>(l.id)
         })
@@ -150,10 +181,11 @@ fn grant(
     tx: &mut coursegate_core::Tx,
     now: chrono::DateTime<chrono::Utc>,
     a: &Actor,
+    scope: &Scope,
     learner_id: &str,
     slug: &str,
 ) -> Result<(), CoreError> {
-    let c = coursegate_core::courses::by_slug(tx, slug)?;
+    let c = scope.course(tx, slug)?;
     let g = enrolments::grant(
         tx,
         now,
@@ -183,12 +215,17 @@ async fn enrol(
     form: web::Form<EnrolForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
-    s.require(&["owner", "admin", "support"])?;
+    s.require_to(ENROLLERS, "enrol learners")?;
     let id = path.into_inner();
     let (now, a, lid, course) = (state.now(), s.actor(), id.clone(), form.course.clone());
+    let scope = s.scope.clone();
     state
         .store
-        .write(move |tx| grant(tx, now, &a, &lid, &course))
+        .write(move |tx| {
+            learners::get(tx, &lid)?;
+            scope.check_learner(tx, &lid)?;
+            grant(tx, now, &a, &scope, &lid, &course)
+        })
         .await?;
     Ok(see_other(&format!("/staff/learners/{id}")))
 }
@@ -202,12 +239,16 @@ async fn learner(
     let id = path.into_inner();
     let now = state.now();
     let settings_ = state.config.links;
+    let scope = s.scope.clone();
     let (site, l, ens, statuses, courses, extra) = state
         .store
         .read(move |tx| {
             let l = learners::get(tx, &id)?;
+            scope.check_learner(tx, &id)?;
+            // An instructor sees only the enrolments in their courses.
             let ens: Vec<serde_json::Value> = repo::enrolments::of_learner(tx, &id)?
                 .into_iter()
+                .filter(|(e, _)| scope.allows(&e.course_id))
                 .map(|(e, c)| {
                     let ok = coursegate_core::access::check(&c, Some(&e), now);
                     serde_json::json!({
@@ -218,12 +259,15 @@ async fn learner(
                     })
                 })
                 .collect();
-            let st = links::statuses(tx, now, &settings_, &id)?;
-            let courses: Vec<CourseOpt> = repo::courses::list(tx, false)?
+            let courses = course_opts(tx, &scope)?;
+            let st: Vec<links::LinkStatus> = links::statuses(tx, now, &settings_, &id)?
                 .into_iter()
-                .map(|c| CourseOpt { slug: c.slug, title: c.title })
+                .filter(|l| {
+                    !scope.is_scoped()
+                        || l.course.as_ref().is_some_and(|c| courses.iter().any(|o| &o.slug == c))
+                })
                 .collect();
-            let extra = coursegate_core::console::learner_activity(tx, now, &id)?;
+            let extra = coursegate_core::console::learner_activity(tx, now, &scope, &id)?;
             Ok::<_, CoreError>((settings::site(tx)?, l, ens, st, courses, extra))
         })
         .await?;
@@ -262,7 +306,14 @@ async fn issue(
     form: web::Form<IssueForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
-    s.require(&["owner", "admin", "support"])?;
+    s.require_to(ENROLLERS, "issue links")?;
+    if form.course.is_empty() && s.scope.is_scoped() {
+        return Err(CoreError::invalid(
+            "course",
+            "choose one of your courses; a dashboard link opens every course of the learner",
+        )
+        .into());
+    }
     let id = path.into_inner();
     let kind = match form.kind.as_str() {
         "" => None,
@@ -287,10 +338,14 @@ async fn issue(
         state.config.secret.clone(),
         state.config.links,
     );
-    let lid = id.clone();
+    let (lid, scope, course) = (id.clone(), s.scope.clone(), form.course.clone());
     let (site, issued) = state
         .store
         .write(move |tx| {
+            scope.check_learner(tx, &lid)?;
+            if !course.is_empty() {
+                scope.course(tx, &course)?;
+            }
             let i = links::issue_learner(
                 tx,
                 now,
@@ -324,12 +379,29 @@ async fn revoke(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
-    s.require(&["owner", "admin", "support"])?;
+    s.require_to(ENROLLERS, "revoke links")?;
     let id = path.into_inner();
-    let (now, a) = (state.now(), s.actor());
+    let (now, a, scope) = (state.now(), s.actor(), s.scope.clone());
     let link = state
         .store
-        .write(move |tx| links::revoke(tx, now, &id, &a))
+        .write(move |tx| {
+            if scope.is_scoped() {
+                // Only a link to one of the instructor's enrolments.
+                let l = repo::links::get(tx, &id)?.ok_or(CoreError::NotFound("link"))?;
+                match l.enrolment_id.as_deref() {
+                    Some(e) if l.purpose == "learner" => {
+                        scope.enrolment(tx, e)?;
+                    }
+                    _ => {
+                        return Err(CoreError::OutOfScope {
+                            code: "learner_out_of_scope",
+                            message: "This link is not for an enrolment in your courses.".into(),
+                        })
+                    }
+                }
+            }
+            links::revoke(tx, now, &id, &a)
+        })
         .await?;
     Ok(see_other(&format!("/staff/learners/{}", link.subject_id)))
 }
@@ -353,6 +425,14 @@ async fn preview(
     policy.learner_absolute = policy.staff_absolute;
     let actor = s.actor();
     let client = s.client.clone();
+    if s.scope.is_scoped() {
+        // The preview shows every course of the learner, not only theirs.
+        return Err(PageError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "Your role (instructor) cannot preview as a learner: the preview shows courses that are not yours.",
+        ));
+    }
     let started = state
         .store
         .write(move |tx| {

@@ -3,12 +3,14 @@
 //! CSV export, and site settings. Every route checks the role, GETs
 //! included; every POST checks the CSRF token first.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use coursegate_core::{
     audit::Actor,
     console::{self, CourseForm},
-    content, enrolments, sessions,
+    content, enrolments,
+    scope::Scope,
+    sessions,
     settings::{self, Site},
     CoreError,
 };
@@ -30,8 +32,13 @@ use crate::{
 pub const READERS: &[&str] = &["owner", "admin", "instructor", "support"];
 /// Who may change courses and lessons.
 pub const COURSE_EDITORS: &[&str] = &["owner", "admin", "instructor"];
-/// Who may change learners' enrolments and sessions.
+/// Who may sign learners out everywhere.
 pub const LEARNER_EDITORS: &[&str] = &["owner", "admin", "support"];
+/// Who may grant, extend and revoke enrolments, issue links and invite
+/// (an instructor only within their assigned courses).
+pub const ENROLLERS: &[&str] = &["owner", "admin", "support", "instructor"];
+/// Who may see the team and assign courses to instructors.
+pub const TEAM_EDITORS: &[&str] = &["owner", "admin"];
 /// Who may read the audit log.
 pub const AUDITORS: &[&str] = &["owner", "admin", "support"];
 /// Who may see the outbox; who may retry a dead message.
@@ -90,7 +97,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(invitations_preview),
         )
         .route("/staff/invitations/send", web::post().to(invitations_send))
+        .route(
+            "/staff/invitations/batches/{id}",
+            web::get().to(invitation_batch),
+        )
         .route("/staff/outbox", web::get().to(outbox))
+        .route("/staff/outbox/{id}", web::get().to(outbox_message))
         .route("/staff/outbox/{id}/retry", web::post().to(retry_outbox))
         .route("/staff/audit", web::get().to(audit))
         .route("/staff/audit.csv", web::get().to(audit_csv))
@@ -110,6 +122,10 @@ pub fn ctx(state: &AppState, s: &StaffSession, site: &Site, section: &str) -> te
     let r = s.role.as_str();
     c.insert("can_edit_courses", &COURSE_EDITORS.contains(&r));
     c.insert("can_edit_learners", &LEARNER_EDITORS.contains(&r));
+    c.insert("can_enrol", &ENROLLERS.contains(&r));
+    c.insert("can_team", &TEAM_EDITORS.contains(&r));
+    c.insert("scoped", &s.scope.is_scoped());
+    c.insert("scope_empty", &s.scope.is_empty());
     c.insert("can_audit", &AUDITORS.contains(&r));
     c.insert("can_settings", &SETTINGS_EDITORS.contains(&r));
     c.insert("can_outbox", &OUTBOX_READERS.contains(&r));
@@ -155,6 +171,18 @@ fn paginate<T>(c: &mut tera::Context, q: &ListQuery, mut rows: Vec<T>) -> Vec<T>
     rows
 }
 
+/// Pages a list already held in memory (short lists: the team, LMS
+/// platforms) the same way as the store pages the long ones.
+pub fn paginate_vec<T>(c: &mut tera::Context, q: &ListQuery, rows: Vec<T>) -> Vec<T> {
+    let pg = q.store_page();
+    let rows: Vec<T> = rows
+        .into_iter()
+        .skip(usize::try_from(pg.offset).unwrap_or(0))
+        .take(usize::try_from(pg.limit).unwrap_or(0))
+        .collect();
+    paginate(c, q, rows)
+}
+
 pub use crate::extract::CsrfForm;
 
 async fn signout(
@@ -179,10 +207,12 @@ async fn signout(
 
 async fn dashboard(state: web::Data<AppState>, s: StaffSession) -> Result<HttpResponse, PageError> {
     s.require(READERS)?;
-    let now = state.now();
+    let (now, scope) = (state.now(), s.scope.clone());
     let (site, d) = state
         .store
-        .read(move |tx| Ok::<_, CoreError>((settings::site(tx)?, console::dashboard(tx, now)?)))
+        .read(move |tx| {
+            Ok::<_, CoreError>((settings::site(tx)?, console::dashboard(tx, now, &scope)?))
+        })
         .await?;
     let mut c = ctx(&state, &s, &site, "dashboard");
     c.insert("d", &d);
@@ -207,12 +237,12 @@ async fn courses(
 ) -> Result<HttpResponse, PageError> {
     s.require(READERS)?;
     let (sort, sort_name) = course_sort(q.sort.as_deref());
-    let pg = q.store_page();
+    let (pg, scope) = (q.store_page(), s.scope.clone());
     let (site, rows) = state
         .store
         .read(move |tx| {
             let mut rows = Vec::new();
-            for c in repo::console::courses_page(tx, sort, pg)? {
+            for c in repo::console::courses_page(tx, sort, scope.only(), pg)? {
                 let n = repo::console::lesson_count(tx, &c.id)?;
                 rows.push(serde_json::json!({
                     "slug": c.slug, "title": c.title, "published": c.published,
@@ -315,9 +345,10 @@ async fn create_course(
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(COURSE_EDITORS, "create courses")?;
     let (now, a, slug, f) = (state.now(), s.actor(), form.slug.clone(), form.core());
+    let scope = s.scope.clone();
     let r = state
         .store
-        .write(move |tx| console::create_course(tx, now, &a, &slug, f))
+        .write(move |tx| console::create_course(tx, now, &a, &scope, &slug, f))
         .await;
     match r {
         Ok(course) => Ok(see_other(&format!("/staff/courses/{}", course.slug))),
@@ -337,10 +368,11 @@ async fn course_page(
     slug: String,
     form: Option<&CourseFormData>,
 ) -> Result<tera::Context, PageError> {
+    let scope = s.scope.clone();
     let (site, course, lessons) = state
         .store
         .read(move |tx| {
-            let c = coursegate_core::courses::by_slug(tx, &slug)?;
+            let c = scope.course(tx, &slug)?;
             let l = repo::console::lessons_of(tx, &c.id)?;
             Ok::<_, CoreError>((settings::site(tx)?, c, l))
         })
@@ -392,9 +424,10 @@ async fn update_course(
     s.require_to(COURSE_EDITORS, "change courses")?;
     let slug = path.into_inner();
     let (now, a, sl, f) = (state.now(), s.actor(), slug.clone(), form.core());
+    let scope = s.scope.clone();
     let r = state
         .store
-        .write(move |tx| console::update_course(tx, now, &a, &sl, f))
+        .write(move |tx| console::update_course(tx, now, &a, &scope, &sl, f))
         .await;
     match r {
         Ok(_) => Ok(see_other(&format!("/staff/courses/{slug}?saved=1"))),
@@ -426,10 +459,11 @@ async fn lesson_ctx(
     slug: String,
     lesson_id: Option<String>,
 ) -> Result<(tera::Context, String, String), PageError> {
+    let scope = s.scope.clone();
     let (site, course, lesson) = state
         .store
         .read(move |tx| {
-            let c = coursegate_core::courses::by_slug(tx, &slug)?;
+            let c = scope.course(tx, &slug)?;
             let l = match lesson_id {
                 Some(id) => Some(
                     repo::courses::get_lesson(tx, &id)?
@@ -500,7 +534,7 @@ async fn write_lesson(
         let (c, _, _) = lesson_ctx(state, s, slug, id).await?;
         return lesson_page(c, &form.title, &form.body, true);
     }
-    let (now, a) = (state.now(), s.actor());
+    let (now, a, scope) = (state.now(), s.actor(), s.scope.clone());
     let (sl, lid, title, body) = (
         slug.clone(),
         id.clone(),
@@ -509,7 +543,9 @@ async fn write_lesson(
     );
     let r = state
         .store
-        .write(move |tx| console::save_lesson(tx, now, &a, &sl, lid.as_deref(), &title, &body))
+        .write(move |tx| {
+            console::save_lesson(tx, now, &a, &scope, &sl, lid.as_deref(), &title, &body)
+        })
         .await;
     match r {
         Ok(_) => Ok(see_other(&format!("/staff/courses/{slug}#lessons"))),
@@ -563,10 +599,10 @@ async fn move_lesson(
         "down" => false,
         _ => return Err(PageError::bad_request("direction must be up or down.")),
     };
-    let (now, a, sl) = (state.now(), s.actor(), slug.clone());
+    let (now, a, sl, scope) = (state.now(), s.actor(), slug.clone(), s.scope.clone());
     state
         .store
-        .write(move |tx| console::move_lesson(tx, now, &a, &sl, &id, up))
+        .write(move |tx| console::move_lesson(tx, now, &a, &scope, &sl, &id, up))
         .await?;
     Ok(see_other(&format!("/staff/courses/{slug}#lessons")))
 }
@@ -580,10 +616,10 @@ async fn delete_lesson(
     s.check_csrf(&state, &form.csrf)?;
     s.require_to(COURSE_EDITORS, "change lessons")?;
     let (slug, id) = path.into_inner();
-    let (now, a, sl) = (state.now(), s.actor(), slug.clone());
+    let (now, a, sl, scope) = (state.now(), s.actor(), slug.clone(), s.scope.clone());
     state
         .store
-        .write(move |tx| console::delete_lesson(tx, now, &a, &sl, &id))
+        .write(move |tx| console::delete_lesson(tx, now, &a, &scope, &sl, &id))
         .await?;
     Ok(see_other(&format!("/staff/courses/{slug}#lessons")))
 }
@@ -625,8 +661,10 @@ fn revoke_one(
     tx: &mut coursegate_core::Tx,
     now: DateTime<Utc>,
     a: &Actor,
+    scope: &Scope,
     id: &str,
 ) -> Result<String, CoreError> {
+    scope.enrolment(tx, id)?;
     let e = enrolments::revoke(tx, now, id, Some("staff"))?;
     coursegate_core::audit::record(
         tx,
@@ -643,9 +681,11 @@ fn extend_one(
     tx: &mut coursegate_core::Tx,
     now: DateTime<Utc>,
     a: &Actor,
+    scope: &Scope,
     id: &str,
     until: Option<DateTime<Utc>>,
 ) -> Result<String, CoreError> {
+    scope.enrolment(tx, id)?;
     let e = enrolments::extend(tx, now, id, until)?;
     coursegate_core::audit::record(
         tx,
@@ -665,11 +705,11 @@ async fn revoke_enrolment(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
-    s.require_to(LEARNER_EDITORS, "change enrolments")?;
-    let (now, a, id) = (state.now(), s.actor(), path.into_inner());
+    s.require_to(ENROLLERS, "change enrolments")?;
+    let (now, a, id, scope) = (state.now(), s.actor(), path.into_inner(), s.scope.clone());
     let lid = state
         .store
-        .write(move |tx| revoke_one(tx, now, &a, &id))
+        .write(move |tx| revoke_one(tx, now, &a, &scope, &id))
         .await?;
     Ok(see_other(&format!("/staff/learners/{lid}#enrolments")))
 }
@@ -690,12 +730,12 @@ async fn extend_enrolment(
     form: web::Form<ExtendForm>,
 ) -> Result<HttpResponse, PageError> {
     s.check_csrf(&state, &form.csrf)?;
-    s.require_to(LEARNER_EDITORS, "change enrolments")?;
+    s.require_to(ENROLLERS, "change enrolments")?;
     let until = parse_day("until", &form.until)?;
-    let (now, a, id) = (state.now(), s.actor(), path.into_inner());
+    let (now, a, id, scope) = (state.now(), s.actor(), path.into_inner(), s.scope.clone());
     let lid = state
         .store
-        .write(move |tx| extend_one(tx, now, &a, &id, until))
+        .write(move |tx| extend_one(tx, now, &a, &scope, &id, until))
         .await?;
     Ok(see_other(&format!("/staff/learners/{lid}#enrolments")))
 }
@@ -725,7 +765,7 @@ async fn bulk_enrolments(
         }
     }
     s.check_csrf(&state, &csrf)?;
-    s.require_to(LEARNER_EDITORS, "change enrolments")?;
+    s.require_to(ENROLLERS, "change enrolments")?;
     if ids.is_empty() {
         return Err(PageError::bad_request(
             "Tick at least one enrolment, then choose what to do.",
@@ -737,15 +777,15 @@ async fn bulk_enrolments(
         "extend" => true,
         _ => return Err(PageError::bad_request("Choose revoke or extend.")),
     };
-    let (now, a) = (state.now(), s.actor());
+    let (now, a, scope) = (state.now(), s.actor(), s.scope.clone());
     state
         .store
         .write(move |tx| {
             for id in &ids {
                 if extend {
-                    extend_one(tx, now, &a, id, until)?;
+                    extend_one(tx, now, &a, &scope, id, until)?;
                 } else {
-                    revoke_one(tx, now, &a, id)?;
+                    revoke_one(tx, now, &a, &scope, id)?;
                 }
             }
             Ok::<_, CoreError>(())
@@ -762,19 +802,11 @@ async fn bulk_enrolments(
 
 // ---------------------------------------------------------------- invitations
 
-#[derive(Debug, Deserialize, Default)]
-pub struct InviteForm {
-    #[serde(default)]
-    pub csrf: String,
-    #[serde(default)]
-    pub csv: String,
-}
-
 async fn invitations(
     state: web::Data<AppState>,
     s: StaffSession,
 ) -> Result<HttpResponse, PageError> {
-    s.require_to(LEARNER_EDITORS, "invite learners")?;
+    s.require_to(ENROLLERS, "invite learners")?;
     let site = state.store.read(settings::site).await?;
     let mut c = ctx(&state, &s, &site, "invitations");
     c.insert("csv", "");
@@ -784,22 +816,25 @@ async fn invitations(
 async fn invitations_preview(
     state: web::Data<AppState>,
     s: StaffSession,
-    form: web::Form<InviteForm>,
+    req: HttpRequest,
+    body: web::Payload,
 ) -> Result<HttpResponse, PageError> {
+    let form = crate::upload::read(&req, body).await?;
     s.check_csrf(&state, &form.csrf)?;
-    s.require_to(LEARNER_EDITORS, "invite learners")?;
-    let text = form.csv.clone();
+    s.require_to(ENROLLERS, "invite learners")?;
+    let (text, scope) = (form.csv.clone(), s.scope.clone());
     let (site, p) = state
         .store
         .read(move |tx| {
             Ok::<_, CoreError>((
                 settings::site(tx)?,
-                coursegate_core::invitations::preview(tx, &text),
+                coursegate_core::invitations::preview(tx, &text, &scope),
             ))
         })
         .await?;
     let mut c = ctx(&state, &s, &site, "invitations");
     c.insert("csv", &form.csv);
+    c.insert("filename", &form.filename);
     match p {
         Ok(p) => {
             c.insert("sheet", &p);
@@ -812,11 +847,13 @@ async fn invitations_preview(
 async fn invitations_send(
     state: web::Data<AppState>,
     s: StaffSession,
-    form: web::Form<InviteForm>,
+    req: HttpRequest,
+    body: web::Payload,
 ) -> Result<HttpResponse, PageError> {
+    let form = crate::upload::read(&req, body).await?;
     s.check_csrf(&state, &form.csrf)?;
-    s.require_to(LEARNER_EDITORS, "invite learners")?;
-    let (now, a, text) = (state.now(), s.actor(), form.csv.clone());
+    s.require_to(ENROLLERS, "invite learners")?;
+    let (now, a, text, scope) = (state.now(), s.actor(), form.csv.clone(), s.scope.clone());
     let (secret, links_, base) = (
         state.config.secret.clone(),
         state.config.links,
@@ -825,19 +862,62 @@ async fn invitations_send(
     let r = state
         .store
         .write(move |tx| {
-            coursegate_core::invitations::send(tx, now, &secret, &links_, &a, &base, &text)
+            coursegate_core::invitations::send(tx, now, &secret, &links_, &a, &base, &text, &scope)
         })
         .await;
-    let site = state.store.read(settings::site).await?;
-    let mut c = ctx(&state, &s, &site, "invitations");
-    c.insert("csv", &form.csv);
     match r {
-        Ok(sent) => {
-            c.insert("sent", &sent);
-            page("pages/staff_invitations.html", &c)
+        Ok(sent) => Ok(see_other(&format!(
+            "/staff/invitations/batches/{}?queued={}&skipped={}",
+            sent.batch_id, sent.queued, sent.skipped
+        ))),
+        Err(e) => {
+            let site = state.store.read(settings::site).await?;
+            let mut c = ctx(&state, &s, &site, "invitations");
+            c.insert("csv", &form.csv);
+            form_error("pages/staff_invitations.html", c, e)
         }
-        Err(e) => form_error("pages/staff_invitations.html", c, e),
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct BatchQuery {
+    #[serde(default)]
+    pub queued: Option<usize>,
+    #[serde(default)]
+    pub skipped: Option<usize>,
+}
+
+/// Where each email of a sent sheet is: queued, retrying, sent or dead, read
+/// from the outbox. While anything is on its way the page refreshes itself
+/// every few seconds (`<meta http-equiv=refresh>`, no JavaScript).
+async fn invitation_batch(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+    q: web::Query<BatchQuery>,
+) -> Result<HttpResponse, PageError> {
+    s.require_to(ENROLLERS, "invite learners")?;
+    let (id, scope, viewer) = (path.into_inner(), s.scope.clone(), s.staff_id.clone());
+    let (site, b) = state
+        .store
+        .read(move |tx| {
+            Ok::<_, CoreError>((
+                settings::site(tx)?,
+                coursegate_core::invitations::batch(tx, &scope, &viewer, &id)?,
+            ))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site, "invitations");
+    c.insert("batch", &b);
+    c.insert(
+        "just_sent",
+        &q.queued
+            .map(|n| serde_json::json!({ "queued": n, "skipped": q.skipped.unwrap_or(0) })),
+    );
+    if b.pending {
+        c.insert("refresh_seconds", &5);
+    }
+    page("pages/staff_invitation_batch.html", &c)
 }
 
 // ---------------------------------------------------------------- outbox
@@ -848,6 +928,18 @@ pub struct OutboxQuery {
     pub status: String,
     #[serde(default)]
     pub page: Option<i64>,
+    /// newest (default) | oldest
+    #[serde(default)]
+    pub sort: String,
+}
+
+/// `sort=newest|oldest` on the outbox and the audit log.
+fn time_sort(s: &str) -> Result<(bool, &'static str), PageError> {
+    match s {
+        "" | "newest" => Ok((false, "newest")),
+        "oldest" => Ok((true, "oldest")),
+        _ => Err(PageError::bad_request("sort must be newest or oldest.")),
+    }
 }
 
 async fn outbox(
@@ -866,6 +958,7 @@ async fn outbox(
             ))
         }
     };
+    let (oldest, sort_name) = time_sort(&q.sort)?;
     let lq = ListQuery {
         page: q.page,
         sort: None,
@@ -876,7 +969,7 @@ async fn outbox(
         .read(move |tx| {
             Ok::<_, CoreError>((
                 settings::site(tx)?,
-                repo::console::outbox_page(tx, view, pg)?,
+                repo::console::outbox_page(tx, view, oldest, pg)?,
             ))
         })
         .await?;
@@ -897,8 +990,86 @@ async fn outbox(
             .collect::<Vec<_>>(),
     );
     c.insert("status", name);
-    c.insert("pager_qs", &format!("status={name}"));
+    c.insert("sort", sort_name);
+    c.insert("pager_qs", &format!("status={name}&sort={sort_name}"));
     page("pages/staff_outbox.html", &c)
+}
+
+/// The mail templates the email worker renders with, parsed once.
+fn mail_templates() -> Result<&'static coursegate_mail::Templates, PageError> {
+    static T: std::sync::OnceLock<Option<coursegate_mail::Templates>> = std::sync::OnceLock::new();
+    T.get_or_init(|| coursegate_mail::Templates::embedded().ok())
+        .as_ref()
+        .ok_or_else(|| PageError::from(CoreError::Internal("email templates do not load".into())))
+}
+
+/// One outbox message. An email is rendered as the worker would send it, but
+/// with its sign-in link and code hidden; the HTML part is shown in a
+/// sandboxed frame (`srcdoc`, empty `sandbox`: no scripts, no forms, no
+/// same-origin access), so nothing in it runs.
+async fn outbox_message(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    s.require_to(OUTBOX_READERS, "see the outbox")?;
+    let id = path.into_inner();
+    let (site, m) = state
+        .store
+        .read(move |tx| {
+            let m = repo::outbox::get(tx, &id)?.ok_or(CoreError::NotFound("message"))?;
+            Ok::<_, CoreError>((settings::site(tx)?, m))
+        })
+        .await?;
+    let mut c = ctx(&state, &s, &site, "outbox");
+    let fmt = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let payload: serde_json::Value = serde_json::from_str(&m.payload).unwrap_or_default();
+    let status = match (m.status.as_str(), m.attempts) {
+        ("pending", 0) => "pending",
+        ("pending", _) => "failed",
+        (other, _) => other,
+    };
+    c.insert(
+        "m",
+        &serde_json::json!({
+            "id": m.id, "kind": m.kind, "topic": m.topic, "status": status,
+            "attempts": m.attempts, "created_at": fmt(m.created_at),
+            "next_attempt_at": fmt(m.next_attempt_at), "last_error": m.last_error,
+        }),
+    );
+    if m.kind == coursegate_core::mailq::KIND_EMAIL {
+        let r = coursegate_core::mailq::redacted(&payload);
+        let hide = |t: &str| coursegate_core::mailq::blank_secrets(t, &r.secrets);
+        let mut mctx = r.payload["context"].clone();
+        if let Some(o) = mctx.as_object_mut() {
+            o.insert(
+                "site".into(),
+                serde_json::json!({
+                    "name": site.name, "support_email": site.support_email,
+                    "support_phone": site.support_phone, "logo_url": site.logo_url,
+                    "url": state.config.url(""),
+                }),
+            );
+        }
+        let template = r.payload["template"].as_str().unwrap_or("");
+        let mail = match mail_templates()?.render(template, &mctx) {
+            Ok(x) => serde_json::json!({
+                "subject": hide(&x.subject), "text": hide(&x.text), "html": hide(&x.html),
+            }),
+            Err(e) => serde_json::json!({ "error": hide(&e.to_string()) }),
+        };
+        c.insert(
+            "mail",
+            &serde_json::json!({
+                "to": r.payload["to"], "to_name": r.payload["to_name"], "template": template,
+                "rendered": mail,
+            }),
+        );
+    } else {
+        let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
+        c.insert("payload", &pretty);
+    }
+    page("pages/staff_outbox_message.html", &c)
 }
 
 async fn retry_outbox(
@@ -931,6 +1102,9 @@ pub struct AuditQuery {
     pub to: String,
     #[serde(default)]
     pub page: Option<i64>,
+    /// newest (default) | oldest
+    #[serde(default)]
+    pub sort: String,
 }
 
 impl AuditQuery {
@@ -948,6 +1122,7 @@ impl AuditQuery {
             actor_id,
             from: parse_day("from", &self.from)?.map(|d| d.naive_utc()),
             until: parse_day("to", &self.to)?.map(|d| (d + chrono::Duration::days(1)).naive_utc()),
+            oldest_first: self.sort == "oldest",
             ..Default::default()
         })
     }
@@ -959,6 +1134,7 @@ async fn audit(
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, PageError> {
     s.require_to(AUDITORS, "read the audit log")?;
+    let (_, sort_name) = time_sort(&q.sort)?;
     let filter = q.filter()?;
     let lq = ListQuery {
         page: q.page,
@@ -990,7 +1166,7 @@ async fn audit(
     c.insert(
         "q",
         &serde_json::json!({
-            "actor": q.actor, "action": q.action, "from": q.from, "to": q.to,
+            "actor": q.actor, "action": q.action, "from": q.from, "to": q.to, "sort": sort_name,
         }),
     );
     let qs = serde_urlencoded::to_string([
@@ -998,6 +1174,7 @@ async fn audit(
         ("action", q.action.as_str()),
         ("from", q.from.as_str()),
         ("to", q.to.as_str()),
+        ("sort", sort_name),
     ])
     .unwrap_or_default();
     c.insert("qs", &qs);

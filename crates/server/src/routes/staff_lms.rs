@@ -56,9 +56,13 @@ fn ctx(state: &AppState, s: &StaffSession) -> tera::Context {
     c
 }
 
-async fn list(state: web::Data<AppState>, s: StaffSession) -> Result<HttpResponse, PageError> {
+async fn list(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    q: web::Query<crate::routes::staff_console::ListQuery>,
+) -> Result<HttpResponse, PageError> {
     s.require(crate::routes::staff_console::READERS)?;
-    let (site, platforms, failures) = state
+    let (site, mut platforms, failures) = state
         .store
         .read(|tx| {
             Ok::<_, CoreError>((
@@ -68,9 +72,21 @@ async fn list(state: web::Data<AppState>, s: StaffSession) -> Result<HttpRespons
             ))
         })
         .await?;
+    let sort = match q.sort.as_deref() {
+        Some("issuer") => {
+            platforms.sort_by(|a, b| a.issuer.cmp(&b.issuer).then(a.id.cmp(&b.id)));
+            "issuer"
+        }
+        _ => {
+            platforms.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            "name"
+        }
+    };
     let mut c = ctx(&state, &s);
     c.insert("site", &site);
+    let platforms = crate::routes::staff_console::paginate_vec(&mut c, &q, platforms);
     c.insert("platforms", &platforms);
+    c.insert("sort", sort);
     c.insert("failures", &failures);
     page("pages/staff_lms_list.html", &c)
 }

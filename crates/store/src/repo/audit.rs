@@ -25,6 +25,8 @@ pub struct AuditFilter {
     pub from: Option<chrono::NaiveDateTime>,
     /// Entries before this instant.
     pub until: Option<chrono::NaiveDateTime>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
 }
 
 pub fn list(
@@ -56,8 +58,10 @@ pub fn list(
     if let Some(u) = filter.until {
         q = q.filter(audit_log::at.lt(u));
     }
-    Ok(q.order((audit_log::at.desc(), audit_log::id.desc()))
-        .limit(page.limit)
-        .offset(page.offset)
-        .load(conn)?)
+    let q = if filter.oldest_first {
+        q.order((audit_log::at.asc(), audit_log::id.asc()))
+    } else {
+        q.order((audit_log::at.desc(), audit_log::id.desc()))
+    };
+    Ok(q.limit(page.limit).offset(page.offset).load(conn)?)
 }

@@ -19,12 +19,17 @@ pub enum CourseSort {
     OldestFirst,
 }
 
+/// A page of courses; with `only`, just those ids (instructor scoping).
 pub fn courses_page(
     conn: &mut DbConn,
     sort: CourseSort,
+    only: Option<&[String]>,
     page: Page,
 ) -> Result<Vec<Course>, StoreError> {
-    let q = courses::table.select(Course::as_select()).into_boxed();
+    let mut q = courses::table.select(Course::as_select()).into_boxed();
+    if let Some(ids) = only {
+        q = q.filter(courses::id.eq_any(ids.to_vec()));
+    }
     let q = match sort {
         CourseSort::TitleAsc => q.order((courses::title.asc(), courses::id.asc())),
         CourseSort::TitleDesc => q.order((courses::title.desc(), courses::id.desc())),
@@ -34,8 +39,24 @@ pub fn courses_page(
     Ok(q.limit(page.limit).offset(page.offset).load(conn)?)
 }
 
-pub fn course_count(conn: &mut DbConn) -> Result<i64, StoreError> {
-    Ok(courses::table.count().get_result(conn)?)
+pub fn course_count(conn: &mut DbConn, only: Option<&[String]>) -> Result<i64, StoreError> {
+    match only {
+        None => Ok(courses::table.count().get_result(conn)?),
+        Some(ids) => Ok(courses::table
+            .filter(courses::id.eq_any(ids))
+            .count()
+            .get_result(conn)?),
+    }
+}
+
+/// Courses by id or all of them, title order (the scoped dropdowns).
+pub fn courses_in(conn: &mut DbConn, only: Option<&[String]>) -> Result<Vec<Course>, StoreError> {
+    let mut q = courses::table.select(Course::as_select()).into_boxed();
+    if let Some(ids) = only {
+        q = q.filter(courses::id.eq_any(ids.to_vec()));
+    }
+    Ok(q.order((courses::title.asc(), courses::id.asc()))
+        .load(conn)?)
 }
 
 /// One enrolment's funnel timestamps.
@@ -154,9 +175,11 @@ pub enum OutboxView {
     Dead,
 }
 
+/// A page of the outbox, newest first (or oldest first).
 pub fn outbox_page(
     conn: &mut DbConn,
     view: OutboxView,
+    oldest_first: bool,
     page: Page,
 ) -> Result<Vec<crate::models::OutboxMessage>, StoreError> {
     use crate::schema::outbox;
@@ -172,8 +195,10 @@ pub fn outbox_page(
             .filter(outbox::attempts.gt(0)),
         OutboxView::Dead => q.filter(outbox::status.eq(super::outbox::DEAD)),
     };
-    Ok(q.order((outbox::created_at.desc(), outbox::id.desc()))
-        .limit(page.limit)
-        .offset(page.offset)
-        .load(conn)?)
+    let q = if oldest_first {
+        q.order((outbox::created_at.asc(), outbox::id.asc()))
+    } else {
+        q.order((outbox::created_at.desc(), outbox::id.desc()))
+    };
+    Ok(q.limit(page.limit).offset(page.offset).load(conn)?)
 }

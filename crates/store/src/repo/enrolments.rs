@@ -64,6 +64,14 @@ pub fn count(conn: &mut DbConn) -> Result<i64, StoreError> {
     Ok(enrolments::table.count().get_result(conn)?)
 }
 
+/// Enrolments in one of `course_ids`.
+pub fn count_in(conn: &mut DbConn, course_ids: &[String]) -> Result<i64, StoreError> {
+    Ok(enrolments::table
+        .filter(enrolments::course_id.eq_any(course_ids))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn insert_progress(conn: &mut DbConn, row: &Progress) -> Result<(), StoreError> {
     diesel::insert_into(progress::table)
         .values(row)

@@ -47,9 +47,32 @@ pub fn find_by_external_id(
         .optional()?)
 }
 
+/// Sort keys for the learner search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LearnerSort {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    EmailAsc,
+    EmailDesc,
+}
+
 /// Learners whose email or name contains `q` (case-insensitive on the stored
 /// lowercase email; names compared as given), newest first.
 pub fn search(conn: &mut DbConn, q: Option<&str>, page: Page) -> Result<Vec<Learner>, StoreError> {
+    search_in(conn, q, None, LearnerSort::NewestFirst, page)
+}
+
+/// Like `search`, sorted by `sort`, and with `only` limited to learners
+/// holding an enrolment in one of those courses (instructor scoping).
+pub fn search_in(
+    conn: &mut DbConn,
+    q: Option<&str>,
+    only: Option<&[String]>,
+    sort: LearnerSort,
+    page: Page,
+) -> Result<Vec<Learner>, StoreError> {
+    use crate::schema::enrolments;
     let mut query = learners::table.select(Learner::as_select()).into_boxed();
     if let Some(q) = q.filter(|q| !q.is_empty()) {
         let pattern = format!("%{}%", q.to_lowercase());
@@ -60,11 +83,52 @@ pub fn search(conn: &mut DbConn, q: Option<&str>, page: Page) -> Result<Vec<Lear
                 .or(learners::name.like(name_pattern)),
         );
     }
-    Ok(query
-        .order((learners::created_at.desc(), learners::id.desc()))
-        .limit(page.limit)
-        .offset(page.offset)
-        .load(conn)?)
+    if let Some(ids) = only {
+        query = query.filter(
+            learners::id.eq_any(
+                enrolments::table
+                    .filter(enrolments::course_id.eq_any(ids.to_vec()))
+                    .select(enrolments::learner_id),
+            ),
+        );
+    }
+    let query = match sort {
+        LearnerSort::NewestFirst => query.order((learners::created_at.desc(), learners::id.desc())),
+        LearnerSort::OldestFirst => query.order((learners::created_at.asc(), learners::id.asc())),
+        LearnerSort::EmailAsc => query.order((learners::email_lower.asc(), learners::id.asc())),
+        LearnerSort::EmailDesc => query.order((learners::email_lower.desc(), learners::id.desc())),
+    };
+    Ok(query.limit(page.limit).offset(page.offset).load(conn)?)
+}
+
+/// Learners with an enrolment in one of `course_ids`.
+pub fn count_in(conn: &mut DbConn, course_ids: &[String]) -> Result<i64, StoreError> {
+    use crate::schema::enrolments;
+    Ok(learners::table
+        .filter(
+            learners::id.eq_any(
+                enrolments::table
+                    .filter(enrolments::course_id.eq_any(course_ids.to_vec()))
+                    .select(enrolments::learner_id),
+            ),
+        )
+        .count()
+        .get_result(conn)?)
+}
+
+/// Whether the learner holds an enrolment (any state) in one of `course_ids`.
+pub fn enrolled_in_any(
+    conn: &mut DbConn,
+    learner_id: &str,
+    course_ids: &[String],
+) -> Result<bool, StoreError> {
+    use crate::schema::enrolments;
+    let n: i64 = enrolments::table
+        .filter(enrolments::learner_id.eq(learner_id))
+        .filter(enrolments::course_id.eq_any(course_ids.to_vec()))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
 }
 
 pub fn count(conn: &mut DbConn) -> Result<i64, StoreError> {

@@ -12,6 +12,7 @@ pub mod lti;
 pub mod lti_services;
 pub mod meta;
 pub mod outbox;
+pub mod scopes;
 pub mod sessions;
 pub mod settings;
 pub mod sso;

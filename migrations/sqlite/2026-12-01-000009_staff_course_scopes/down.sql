@@ -1,0 +1,2 @@
+DROP TABLE invitation_rows;
+DROP TABLE staff_course_scopes;
