@@ -392,7 +392,8 @@ async fn lti1p3platform_launches_into_the_course() {
 /// and the score our outbox posts (with our client-credentials token from
 /// its token endpoint) is recorded by its AGS handler; an instructor
 /// launching the link imports the roster from its NRPS handler (paged), and
-/// the instructor view reads the grade back from its results handler.
+/// the instructor view reads the grade back from its results handler. A
+/// single-lesson item is accepted too and opens that lesson.
 #[actix_web::test]
 async fn lti1p3platform_accepts_deep_links_records_scores_and_lists_members() {
     const T: &str = "interop::lti1p3platform_accepts_deep_links_records_scores_and_lists_members";
@@ -517,6 +518,39 @@ async fn lti1p3platform_accepts_deep_links_records_scores_and_lists_members() {
         );
     }
     assert!(page.contains("Ada Lovelace") && page.contains("Edsger Dijkstra"));
+
+    // A single lesson: the package accepts the item (course and lesson in
+    // custom, no line item); launching it opens the lesson.
+    let lesson = tool
+        .store
+        .read_blocking(|tx| {
+            let c = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            repo::courses::lessons_of(tx, &c.id)
+        })
+        .unwrap()
+        .remove(0);
+    let answer = deep_link(&tool, &a, &[("lesson", &format!("intro/{}", lesson.id))]).await;
+    let link = &answer["created"][0];
+    assert_eq!(
+        link["custom"],
+        json!({"course": "intro", "lesson": lesson.id})
+    );
+    assert!(link["lineitem"].is_null(), "{link}");
+    let browser = cookie_client();
+    let (res, _, _) = click(
+        &tool,
+        &a,
+        &browser,
+        &[
+            ("user", "py-learner-3"),
+            ("link", link["id"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        landing(&tool, &browser, res).await,
+        format!("/courses/intro/lessons/{}", lesson.id)
+    );
 }
 
 /// The platform goes away (its process ends) while scores are queued: the
