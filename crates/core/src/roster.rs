@@ -183,7 +183,7 @@ pub struct RosterSource {
 
 /// The memberships URL of a resource link (stored from its launches).
 pub fn roster_source(tx: &mut Tx, resource_link_row_id: &str) -> Result<RosterSource, CoreError> {
-    let (link, _) = mapped_link(tx, resource_link_row_id)?;
+    let (link, course) = mapped_link(tx, resource_link_row_id)?;
     let memberships_url = link.nrps_url.clone().ok_or_else(|| {
         CoreError::refused(
             "roster_unavailable",
@@ -191,8 +191,10 @@ pub fn roster_source(tx: &mut Tx, resource_link_row_id: &str) -> Result<RosterSo
         )
     })?;
     let differences_url = match &link.context_id {
-        Some(ctx) => repo::lti_services::get_context_roster(tx, &link.platform_id, ctx)?
-            .and_then(|r| r.differences_url),
+        Some(ctx) => {
+            repo::lti_services::get_context_roster(tx, &link.platform_id, ctx, &course.id)?
+                .and_then(|r| r.differences_url)
+        }
         None => None,
     };
     Ok(RosterSource {
@@ -202,16 +204,18 @@ pub fn roster_source(tx: &mut Tx, resource_link_row_id: &str) -> Result<RosterSo
     })
 }
 
-/// Records a roster sync of the resource link's context and the
-/// differences URL its (last) memberships page offered, used by the next
-/// sync; `None` clears it (the next sync reads the full roster).
+/// Records a roster sync of the resource link's context into its course
+/// and the differences URL its (last) memberships page offered, used by the
+/// next sync of that course; `None` clears it (the next sync reads the full
+/// roster). Per course, because the changes since a sync into one course
+/// say nothing about another course linked in the same context.
 pub fn record_sync(
     tx: &mut Tx,
     now: DateTime<Utc>,
     resource_link_row_id: &str,
     differences_url: Option<String>,
 ) -> Result<(), CoreError> {
-    let (link, _) = mapped_link(tx, resource_link_row_id)?;
+    let (link, course) = mapped_link(tx, resource_link_row_id)?;
     let Some(context_id) = link.context_id else {
         return Ok(());
     };
@@ -222,6 +226,7 @@ pub fn record_sync(
             id: crate::ids::new_id(),
             platform_id: link.platform_id,
             context_id,
+            course_id: course.id,
             differences_url,
             synced_at: n,
             created_at: n,

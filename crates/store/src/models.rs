@@ -467,14 +467,15 @@ pub struct SsoState {
     pub used_at: Option<NaiveDateTime>,
 }
 
-/// The roster sync state of one LMS context: the NRPS differences URL the
-/// platform offered on the last sync.
+/// The roster sync state of one LMS context for one course: the NRPS
+/// differences URL the platform offered on the last sync.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = lti_context_rosters)]
 pub struct LtiContextRoster {
     pub id: String,
     pub platform_id: String,
     pub context_id: String,
+    pub course_id: String,
     pub differences_url: Option<String>,
     pub synced_at: NaiveDateTime,
     pub created_at: NaiveDateTime,

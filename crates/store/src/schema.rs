@@ -506,6 +506,7 @@ diesel::table! {
         id -> Text,
         platform_id -> Text,
         context_id -> Text,
+        course_id -> Text,
         differences_url -> Nullable<Text>,
         synced_at -> Timestamp,
         created_at -> Timestamp,

@@ -389,7 +389,8 @@ async fn the_second_import_reads_the_differences(db: Db) {
                 coursegate_lti::testing::CLIENT_ID,
             )?
             .unwrap();
-            repo::lti_services::get_context_roster(tx, &p.id, "ctx-1")
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            repo::lti_services::get_context_roster(tx, &p.id, "ctx-1", &course.id)
         })
         .unwrap()
         .expect("the context's sync is recorded");
@@ -472,7 +473,8 @@ async fn the_second_import_reads_the_differences(db: Db) {
                 coursegate_lti::testing::CLIENT_ID,
             )?
             .unwrap();
-            repo::lti_services::get_context_roster(tx, &p.id, "ctx-1")
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            repo::lti_services::get_context_roster(tx, &p.id, "ctx-1", &course.id)
         })
         .unwrap()
         .unwrap();

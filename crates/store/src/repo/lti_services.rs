@@ -115,16 +115,18 @@ pub fn purge_expired_tokens(conn: &mut DbConn, now: NaiveDateTime) -> Result<usi
     )
 }
 
-/// The roster sync state of a context.
+/// The roster sync state of a context for a course.
 pub fn get_context_roster(
     conn: &mut DbConn,
     platform_id: &str,
     context_id: &str,
+    course_id: &str,
 ) -> Result<Option<crate::models::LtiContextRoster>, StoreError> {
     use crate::schema::lti_context_rosters as r;
     Ok(r::table
         .filter(r::platform_id.eq(platform_id))
         .filter(r::context_id.eq(context_id))
+        .filter(r::course_id.eq(course_id))
         .select(crate::models::LtiContextRoster::as_select())
         .first(conn)
         .optional()?)
@@ -139,7 +141,8 @@ pub fn put_context_roster(
     let n = diesel::update(
         r::table
             .filter(r::platform_id.eq(&row.platform_id))
-            .filter(r::context_id.eq(&row.context_id)),
+            .filter(r::context_id.eq(&row.context_id))
+            .filter(r::course_id.eq(&row.course_id)),
     )
     .set((
         r::differences_url.eq(&row.differences_url),
