@@ -375,7 +375,9 @@ fn remove_member(
     let Some(e) = repo::enrolments::find(tx, &learner.id, course_id)? else {
         return Ok(false);
     };
-    if e.revoked_at.is_some() {
+    // Only access the LMS gave: an enrolment bought, granted by staff or
+    // sent by the API is not the LMS's to end.
+    if e.revoked_at.is_some() || e.source != Source::Lti.as_str() {
         return Ok(false);
     }
     enrolments::revoke(tx, now, &e.id, Some("inactive in the LMS roster"))?;

@@ -407,10 +407,43 @@ async fn the_second_import_reads_the_differences(db: Db) {
 
     // Changes in the LMS: a new learner, and learner-a is no longer active.
     // Meanwhile staff revoked learner-b's enrolment by hand.
+    // learner-api is an LMS member whose access was bought (API), not given
+    // by the LMS: the LMS listing them inactive does not end it.
     tool.platform.services.lock().unwrap().differences = Some(vec![
         json!({"user_id": "learner-new", "roles": ["Learner"], "name": "Niklaus Wirth"}),
         json!({"user_id": "learner-a", "roles": ["Learner"], "status": "Inactive"}),
+        json!({"user_id": "learner-api", "roles": ["Learner"], "status": "Inactive"}),
     ]);
+    let now = tool.clock.now();
+    let bought = tool
+        .store
+        .write_blocking(move |tx| {
+            let l = coursegate_core::learners::upsert_by_lti(
+                tx,
+                now,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+                "learner-api",
+                None,
+                Some("Api Buyer"),
+            )?
+            .learner;
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            coursegate_core::enrolments::grant(
+                tx,
+                now,
+                coursegate_core::enrolments::Grant {
+                    learner_id: l.id,
+                    course_id: course.id,
+                    source: coursegate_core::enrolments::Source::Api,
+                    source_ref: Some("order-1".into()),
+                    starts_at: None,
+                    expires_at: None,
+                },
+            )
+        })
+        .unwrap()
+        .enrolment;
     let now = tool.clock.now();
     let revoked_b = tool
         .store
@@ -453,6 +486,13 @@ async fn the_second_import_reads_the_differences(db: Db) {
         "{page}"
     );
     assert!(page.contains("Only the changes since the last import were read."));
+    let kept = tool
+        .store
+        .read_blocking(move |tx| repo::enrolments::get(tx, &bought.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.status, "active", "bought access stays");
+    assert!(kept.revoked_at.is_none());
     assert_eq!(
         status_of(&page, "learner-new").as_deref(),
         Some("Not started")
