@@ -307,10 +307,11 @@ pub fn import_members(
         )?
         .learner;
         let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
+        // Revoked by a roster sync (the removal is that very revocation, not
+        // an older one staff re-granted and revoked again since).
         let removed_by_roster = match &existing {
-            Some(e) if e.revoked_at.is_some() => {
-                repo::lti_services::get_roster_removal(tx, &e.id)?.is_some()
-            }
+            Some(e) if e.revoked_at.is_some() => repo::lti_services::get_roster_removal(tx, &e.id)?
+                .is_some_and(|r| Some(r.removed_at) == e.revoked_at),
             _ => false,
         };
         if removed_by_roster {

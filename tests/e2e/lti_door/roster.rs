@@ -552,6 +552,60 @@ async fn the_second_import_reads_the_differences(db: Db) {
         tool.platform.services.lock().unwrap().difference_reads,
         vec!["1".to_string(), "2".to_string()]
     );
+
+    // The roster removes learner-new; staff give access back by hand, then
+    // revoke it by hand: a later active listing does not undo that.
+    tool.platform.services.lock().unwrap().differences = Some(vec![json!(
+        {"user_id": "learner-new", "roles": ["Learner"], "status": "Deleted"}
+    )]);
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.ends_with("&removed=1&changes=1"), "{back}");
+    tool.manual.advance(chrono::Duration::seconds(5));
+    let now = tool.clock.now();
+    let new_id = tool
+        .store
+        .write_blocking(move |tx| {
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            let e = repo::enrolments::of_course(tx, &course.id)?
+                .into_iter()
+                .find(|e| {
+                    repo::learners::get(tx, &e.learner_id)
+                        .ok()
+                        .flatten()
+                        .and_then(|l| l.name)
+                        .as_deref()
+                        == Some("Niklaus Wirth")
+                })
+                .unwrap();
+            coursegate_core::enrolments::grant(
+                tx,
+                now,
+                coursegate_core::enrolments::Grant {
+                    learner_id: e.learner_id.clone(),
+                    course_id: course.id.clone(),
+                    source: coursegate_core::enrolments::Source::Lti,
+                    source_ref: None,
+                    starts_at: None,
+                    expires_at: None,
+                },
+            )?;
+            coursegate_core::enrolments::revoke(tx, now, &e.id, Some("staff"))
+        })
+        .unwrap()
+        .id;
+    tool.platform.services.lock().unwrap().differences = Some(vec![json!(
+        {"user_id": "learner-new", "roles": ["Learner"], "status": "Active"}
+    )]);
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.ends_with("&imported=1&enrolled=0&changes=1"), "{back}");
+    let e = tool
+        .store
+        .read_blocking(move |tx| repo::enrolments::get(tx, &new_id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.status, "revoked", "a staff revocation stays");
 }
 
 #[actix_web::test]
