@@ -178,6 +178,9 @@ pub struct ServiceTarget {
     pub token_url: String,
     /// The client assertion's `aud` when it is not the token URL (Brightspace).
     pub audience: Option<String>,
+    pub issuer: String,
+    /// The LMS as staff named it on the registration ("canvas", "moodle", …).
+    pub lms: Option<String>,
 }
 
 pub fn service_target(tx: &mut Tx, platform_id: &str) -> Result<ServiceTarget, CoreError> {
@@ -188,6 +191,8 @@ pub fn service_target(tx: &mut Tx, platform_id: &str) -> Result<ServiceTarget, C
         client_id: p.client_id,
         token_url: p.token_url,
         audience: p.audience.filter(|a| !a.trim().is_empty()),
+        issuer: p.issuer,
+        lms: p.lms.filter(|l| !l.trim().is_empty()),
     })
 }
 
@@ -329,4 +334,133 @@ pub fn record_failed(
 /// The line item URL now known for a resource link.
 pub fn lineitem_of(tx: &mut Tx, resource_link_row_id: &str) -> Result<Option<String>, CoreError> {
     Ok(repo::lti::get_resource_link(tx, resource_link_row_id)?.and_then(|r| r.lineitem_url))
+}
+
+/// A grade update that failed for good: what it carried and the LMS's last
+/// answer, for the staff LMS page.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadScore {
+    pub outbox_id: String,
+    /// The platform's `sub` of the learner.
+    pub user_id: String,
+    pub course_slug: String,
+    pub course_title: String,
+    pub activity_progress: String,
+    pub grading_progress: String,
+    pub score_given: f64,
+    pub score_maximum: f64,
+    /// "80 of 100".
+    pub grade: String,
+    pub attempts: i32,
+    /// What the LMS answered (or why it could not be reached).
+    pub last_error: Option<String>,
+    /// When it was given up on, "YYYY-MM-DD HH:MM:SS" UTC.
+    pub failed_at: String,
+}
+
+/// Dead score rows of `platform_id` (all of them when `limit` is `None`),
+/// newest first.
+fn dead_rows_of(
+    tx: &mut Tx,
+    platform_id: &str,
+    limit: Option<usize>,
+) -> Result<Vec<(coursegate_store::models::OutboxMessage, ScoreJob)>, CoreError> {
+    const CHUNK: i64 = 200;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let rows = repo::outbox::list(
+            tx,
+            Some(repo::outbox::DEAD),
+            Some(KIND_SCORE),
+            repo::Page {
+                limit: CHUNK,
+                offset,
+            },
+        )?;
+        let n = rows.len();
+        for row in rows {
+            // An unreadable payload cannot be attributed to a platform; the
+            // outbox page still lists it.
+            let Ok(job) = serde_json::from_str::<ScoreJob>(&row.payload) else {
+                continue;
+            };
+            if job.platform_id == platform_id {
+                out.push((row, job));
+                if limit.is_some_and(|l| out.len() >= l) {
+                    return Ok(out);
+                }
+            }
+        }
+        if n < CHUNK as usize {
+            return Ok(out);
+        }
+        offset += CHUNK;
+    }
+}
+
+/// The dead grade updates of a platform, newest first, at most `limit`.
+pub fn dead_scores(
+    tx: &mut Tx,
+    platform_id: &str,
+    limit: usize,
+) -> Result<Vec<DeadScore>, CoreError> {
+    Ok(dead_rows_of(tx, platform_id, Some(limit))?
+        .into_iter()
+        .map(|(row, job)| DeadScore {
+            outbox_id: row.id,
+            user_id: job.user_id,
+            course_slug: job.course_slug,
+            course_title: job.course_title,
+            activity_progress: job.activity_progress,
+            grading_progress: job.grading_progress,
+            grade: format!("{} of {}", job.score_given, job.score_maximum),
+            score_given: job.score_given,
+            score_maximum: job.score_maximum,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            failed_at: row.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        })
+        .collect())
+}
+
+/// Puts the dead grade updates of `platform_id` back in the queue (only
+/// `outbox_id` when given), audited. Each keeps its payload and timestamp,
+/// so a platform that took it meanwhile answers 409 and it counts as done.
+/// Returns how many were requeued.
+pub fn replay_dead_scores(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    actor: &audit::Actor,
+    platform_id: &str,
+    outbox_id: Option<&str>,
+) -> Result<usize, CoreError> {
+    repo::lti::get_platform(tx, platform_id)?.ok_or(CoreError::NotFound("platform"))?;
+    let rows = dead_rows_of(tx, platform_id, None)?;
+    let chosen: Vec<_> = rows
+        .iter()
+        .filter(|(row, _)| outbox_id.is_none_or(|id| row.id == id))
+        .collect();
+    if let (Some(id), true) = (outbox_id, chosen.is_empty()) {
+        return Err(CoreError::refused(
+            "score_not_dead",
+            format!("Grade update {id} is not a dead grade update of this platform (it may have been replayed already)."),
+        ));
+    }
+    let mut n = 0;
+    for (row, _) in &chosen {
+        if repo::outbox::replay(tx, &row.id, now.naive_utc())? {
+            n += 1;
+        }
+    }
+    let ids: Vec<&str> = chosen.iter().map(|(r, _)| r.id.as_str()).collect();
+    audit::record(
+        tx,
+        now,
+        actor,
+        "lti.score.replayed",
+        Some(("lti_platform", platform_id)),
+        json!({ "count": n, "outbox_ids": ids }),
+    )?;
+    Ok(n)
 }

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod console;
 pub mod content;
 pub mod courses;
+pub mod deep_link;
 pub mod enrolments;
 pub mod error;
 pub mod events;

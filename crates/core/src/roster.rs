@@ -175,22 +175,65 @@ pub fn service_target_of(
 #[derive(Debug, Clone)]
 pub struct RosterSource {
     pub memberships_url: String,
+    /// The NRPS differences URL the platform offered on the last sync of
+    /// this context: only the changes since then.
+    pub differences_url: Option<String>,
     pub target: ags::ServiceTarget,
 }
 
 /// The memberships URL of a resource link (stored from its launches).
 pub fn roster_source(tx: &mut Tx, resource_link_row_id: &str) -> Result<RosterSource, CoreError> {
-    let (link, _) = mapped_link(tx, resource_link_row_id)?;
+    let (link, course) = mapped_link(tx, resource_link_row_id)?;
     let memberships_url = link.nrps_url.clone().ok_or_else(|| {
         CoreError::refused(
             "roster_unavailable",
             "The LMS did not offer its Names and Roles service in this activity's launches, so the roster cannot be imported. Enable it for the tool in the LMS and launch again.",
         )
     })?;
+    let differences_url = match &link.context_id {
+        Some(ctx) => {
+            repo::lti_services::get_context_roster(tx, &link.platform_id, ctx, &course.id)?
+                .and_then(|r| r.differences_url)
+        }
+        None => None,
+    };
     Ok(RosterSource {
         memberships_url,
+        differences_url,
         target: ags::service_target(tx, &link.platform_id)?,
     })
+}
+
+/// Records a roster sync of the resource link's context into its course
+/// and the differences URL its (last) memberships page offered, used by the
+/// next sync of that course; `None` clears it (the next sync reads the full
+/// roster). Per course, because the changes since a sync into one course
+/// say nothing about another course linked in the same context.
+pub fn record_sync(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    resource_link_row_id: &str,
+    differences_url: Option<String>,
+) -> Result<(), CoreError> {
+    let (link, course) = mapped_link(tx, resource_link_row_id)?;
+    let Some(context_id) = link.context_id else {
+        return Ok(());
+    };
+    let n = now.naive_utc();
+    repo::lti_services::put_context_roster(
+        tx,
+        &coursegate_store::models::LtiContextRoster {
+            id: crate::ids::new_id(),
+            platform_id: link.platform_id,
+            context_id,
+            course_id: course.id,
+            differences_url,
+            synced_at: n,
+            created_at: n,
+            updated_at: n,
+        },
+    )?;
+    Ok(())
 }
 
 /// One learner member of a memberships page.
@@ -199,6 +242,9 @@ pub struct RosterMember {
     pub sub: String,
     pub name: Option<String>,
     pub email: Option<String>,
+    /// `false` for a member the LMS lists as Inactive or Deleted: their
+    /// enrolment ends (and comes back when a later sync lists them active).
+    pub active: bool,
 }
 
 /// What an import did.
@@ -210,6 +256,8 @@ pub struct Imported {
     pub enrolled: usize,
     /// Learners already enrolled and active.
     pub unchanged: usize,
+    /// Enrolments ended because the LMS lists the member as inactive.
+    pub removed: usize,
 }
 
 impl std::ops::AddAssign for Imported {
@@ -217,12 +265,15 @@ impl std::ops::AddAssign for Imported {
         self.members += o.members;
         self.enrolled += o.enrolled;
         self.unchanged += o.unchanged;
+        self.removed += o.removed;
     }
 }
 
-/// Upserts learners and enrolments (source `lti`, active) for `members`,
-/// in the caller's transaction. A revoked enrolment stays revoked (as on a
-/// launch): staff revoked it on purpose.
+/// Upserts learners and enrolments (source `lti`, active) for the active
+/// `members`, in the caller's transaction, and ends the enrolment of each
+/// inactive one (recorded as a roster removal). A revoked enrolment stays
+/// revoked (as on a launch: staff revoked it on purpose), unless a roster
+/// sync revoked it, then an active listing restores it.
 pub fn import_members(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -236,6 +287,10 @@ pub fn import_members(
     let mut out = Imported::default();
     for m in members {
         if m.sub.trim().is_empty() {
+            continue;
+        }
+        if !m.active {
+            out.removed += usize::from(remove_member(tx, now, &platform, &course.id, &m.sub)?);
             continue;
         }
         out.members += 1;
@@ -252,8 +307,20 @@ pub fn import_members(
         )?
         .learner;
         let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
+        // Revoked by a roster sync (the removal is that very revocation, not
+        // an older one staff re-granted and revoked again since).
+        let removed_by_roster = match &existing {
+            Some(e) if e.revoked_at.is_some() => repo::lti_services::get_roster_removal(tx, &e.id)?
+                .is_some_and(|r| Some(r.removed_at) == e.revoked_at),
+            _ => false,
+        };
+        if removed_by_roster {
+            if let Some(e) = &existing {
+                repo::lti_services::delete_roster_removal(tx, &e.id)?;
+            }
+        }
         match &existing {
-            Some(e) if e.revoked_at.is_some() => continue,
+            Some(e) if e.revoked_at.is_some() && !removed_by_roster => continue,
             Some(e) if e.status == "active" => out.unchanged += 1,
             _ => {
                 enrolments::grant(
@@ -284,7 +351,45 @@ pub fn import_members(
         actor,
         "lti.roster_import",
         Some(("lti_resource_link", &link.id)),
-        json!({ "platform": platform.id, "course": course.slug, "members": out.members, "enrolled": out.enrolled }),
+        json!({ "platform": platform.id, "course": course.slug, "members": out.members, "enrolled": out.enrolled, "removed": out.removed }),
     )?;
     Ok(out)
+}
+
+/// Ends the enrolment in `course_id` of the platform's member `sub` (the
+/// LMS lists them inactive); true when one was ended now.
+fn remove_member(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    platform: &coursegate_store::models::LtiPlatform,
+    course_id: &str,
+    sub: &str,
+) -> Result<bool, CoreError> {
+    let who = learners::IdentityRef::Lti {
+        issuer: platform.issuer.clone(),
+        client_id: platform.client_id.clone(),
+        sub: sub.to_string(),
+    };
+    let Some(learner) = learners::resolve(tx, &who)? else {
+        return Ok(false);
+    };
+    let Some(e) = repo::enrolments::find(tx, &learner.id, course_id)? else {
+        return Ok(false);
+    };
+    // Only access the LMS gave: an enrolment bought, granted by staff or
+    // sent by the API is not the LMS's to end.
+    if e.revoked_at.is_some() || e.source != Source::Lti.as_str() {
+        return Ok(false);
+    }
+    enrolments::revoke(tx, now, &e.id, Some("inactive in the LMS roster"))?;
+    repo::lti_services::insert_roster_removal(
+        tx,
+        &coursegate_store::models::LtiRosterRemoval {
+            enrolment_id: e.id,
+            platform_id: platform.id.clone(),
+            lti_sub: sub.to_string(),
+            removed_at: now.naive_utc(),
+        },
+    )?;
+    Ok(true)
 }

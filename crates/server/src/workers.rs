@@ -622,8 +622,23 @@ async fn post_score(
     let timestamp = chrono::DateTime::parse_from_rfc3339(&job.timestamp)
         .map_err(|_| parse("timestamp", &job.timestamp))?
         .with_timezone(&chrono::Utc);
-    let score = Score::new(job.user_id.clone(), timestamp, activity, grading)
+    let mut score = Score::new(job.user_id.clone(), timestamp, activity, grading)
         .with_score(job.score_given, job.score_maximum);
+    let canvas = target
+        .lms
+        .as_deref()
+        .and_then(coursegate_lti::Lms::parse)
+        .or_else(|| coursegate_lti::Lms::from_issuer(&target.issuer))
+        == Some(coursegate_lti::Lms::Canvas);
+    if canvas {
+        // A completion is a new submission in Canvas's gradebook (dated by
+        // the score's timestamp); progress updates are not.
+        let submitted = matches!(
+            activity,
+            ActivityProgress::Completed | ActivityProgress::Submitted
+        );
+        score = score.with_canvas_submission(submitted, submitted.then_some(timestamp));
+    }
     let client = ServiceClient::with_client(state.lti.http().clone());
     let mut fresh = false;
     loop {

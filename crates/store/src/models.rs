@@ -493,3 +493,28 @@ pub struct InvitationRow {
     pub created_by: Option<String>,
     pub created_at: chrono::NaiveDateTime,
 }
+
+/// The roster sync state of one LMS context for one course: the NRPS
+/// differences URL the platform offered on the last sync.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = lti_context_rosters)]
+pub struct LtiContextRoster {
+    pub id: String,
+    pub platform_id: String,
+    pub context_id: String,
+    pub course_id: String,
+    pub differences_url: Option<String>,
+    pub synced_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// An enrolment a roster sync ended (the LMS listed the member inactive).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = lti_roster_removals)]
+pub struct LtiRosterRemoval {
+    pub enrolment_id: String,
+    pub platform_id: String,
+    pub lti_sub: String,
+    pub removed_at: NaiveDateTime,
+}

@@ -522,3 +522,27 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+// LTI Advantage, more (2026-12-01-000010).
+
+diesel::table! {
+    lti_context_rosters (id) {
+        id -> Text,
+        platform_id -> Text,
+        context_id -> Text,
+        course_id -> Text,
+        differences_url -> Nullable<Text>,
+        synced_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    lti_roster_removals (enrolment_id) {
+        enrolment_id -> Text,
+        platform_id -> Text,
+        lti_sub -> Text,
+        removed_at -> Timestamp,
+    }
+}

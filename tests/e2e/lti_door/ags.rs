@@ -329,3 +329,226 @@ async fn a_409_for_a_timestamp_that_is_not_newer_counts_as_delivered() {
     assert_eq!(sv.lineitems.len(), 1, "the existing line item was found");
     assert_eq!(sv.scores.len(), 1);
 }
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
+    let i = s
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in {s}"))
+        + start.len();
+    let j = s[i..].find(end).unwrap() + i;
+    &s[i..j]
+}
+
+/// The LMS refuses grades (a permanent 4xx): the score goes dead; the
+/// staff LMS page lists it with the LMS's answer; after the LMS is fixed,
+/// "Send again" (POST, CSRF, owner/admin, audited) requeues it and the
+/// worker delivers it, once.
+async fn dead_scores_are_listed_and_replayed_once(db: Db) {
+    let tool = Tool::start(Opts {
+        db,
+        ..Default::default()
+    })
+    .await;
+    let w = ScoreWorker::default();
+    tool.platform.services.lock().unwrap().score_refusal = Some((
+        400,
+        "User lms-user-dead is not gradable in this course".into(),
+    ));
+    launch_and_complete(&tool, "lms-user-dead").await;
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            dead: 1,
+            ..Default::default()
+        }
+    );
+    let row = score_rows(&tool).remove(0);
+    assert_eq!(row.status, "dead");
+
+    let platform_id = tool
+        .store
+        .read_blocking(|tx| {
+            repo::lti::find_platform(
+                tx,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+            )
+        })
+        .unwrap()
+        .unwrap()
+        .id;
+    let admin = tool.staff("admin");
+    let url = format!("{}/staff/lms/{platform_id}", tool.base);
+    let page = admin.get(&url).send().await.unwrap().text().await.unwrap();
+    let list = between(&page, "id=\"dead-score-list\"", "</table>");
+    assert!(
+        list.contains(&format!("data-outbox=\"{}\"", row.id)),
+        "{list}"
+    );
+    assert!(list.contains("<code>lms-user-dead</code>"), "{list}");
+    assert!(
+        list.contains("HTTP 400: User lms-user-dead is not gradable in this course"),
+        "the LMS's answer: {list}"
+    );
+    assert!(list.contains("100 of 100 · FullyGraded"), "{list}");
+    let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
+    let replay = format!("{url}/scores/replay");
+
+    // Refusals: no CSRF token, a role that may not replay, an unknown row.
+    let res = admin
+        .post(&replay)
+        .form(&[("outbox_id", row.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    crate::common::assert_refused(res, "csrf_failed", "replay without csrf").await;
+    let support = tool.staff("support");
+    let spage = support
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(spage.contains("lms-user-dead"), "support sees dead grades");
+    assert!(
+        !spage.contains("/scores/replay"),
+        "but gets no replay button"
+    );
+    let scsrf = between(&spage, "name=\"csrf\" value=\"", "\"").to_string();
+    let res = support
+        .post(&replay)
+        .form(&[("csrf", scsrf.as_str()), ("outbox_id", row.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    crate::common::assert_refused(res, "forbidden", "support replaying").await;
+    let res = admin
+        .post(&replay)
+        .form(&[("csrf", csrf.as_str()), ("outbox_id", "no-such-row")])
+        .send()
+        .await
+        .unwrap();
+    crate::common::assert_refused(res, "score_not_dead", "replay of an unknown row").await;
+    assert_eq!(score_rows(&tool)[0].status, "dead");
+
+    // The LMS is fixed; the admin sends it again.
+    tool.platform.services.lock().unwrap().score_refusal = None;
+    let res = admin
+        .post(&replay)
+        .form(&[("csrf", csrf.as_str()), ("outbox_id", row.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        back,
+        format!("/staff/lms/{platform_id}?replayed=1#dead-scores")
+    );
+    let page = admin
+        .get(format!("{}{back}", tool.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("1 grade update(s) queued again"), "{page}");
+    assert!(!page.contains("id=\"dead-score-list\""), "none dead now");
+    assert_eq!(
+        pass(&tool, &w).await,
+        ScorePass {
+            sent: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(pass(&tool, &w).await, ScorePass::default());
+    assert_eq!(score_rows(&tool)[0].status, "sent");
+    // Replaying again: nothing dead any more.
+    let res = admin
+        .post(&replay)
+        .form(&[("csrf", csrf.as_str()), ("outbox_id", row.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    crate::common::assert_refused(res, "score_not_dead", "replay of a sent row").await;
+    tool.manual.advance(chrono::Duration::hours(2));
+    assert_eq!(pass(&tool, &w).await, ScorePass::default());
+    {
+        let sv = tool.platform.services.lock().unwrap();
+        assert_eq!(sv.scores.len(), 1, "delivered once: {:?}", sv.scores);
+        assert_eq!(sv.scores[0].1["userId"], "lms-user-dead");
+    }
+    // Audited, with who did it.
+    let audit = tool
+        .store
+        .read_blocking(|tx| {
+            repo::audit::list(
+                tx,
+                &repo::audit::AuditFilter {
+                    action: Some("lti.score.replayed".into()),
+                    ..Default::default()
+                },
+                repo::Page {
+                    limit: 10,
+                    offset: 0,
+                },
+            )
+        })
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].actor_kind, "staff");
+    assert!(audit[0].detail.contains(&row.id), "{:?}", audit[0]);
+}
+
+#[tokio::test]
+async fn dead_scores_are_listed_and_replayed_once_sqlite() {
+    dead_scores_are_listed_and_replayed_once(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn dead_scores_are_listed_and_replayed_once_postgres() {
+    let Some(db) = Db::postgres_from_env() else {
+        return crate::common::skip(
+            "dead_scores_are_listed_and_replayed_once_postgres",
+            "TEST_DATABASE_URL is not set",
+        );
+    };
+    dead_scores_are_listed_and_replayed_once(db).await;
+}
+
+/// A platform registered as Canvas gets Canvas's optional submission
+/// extension on its scores: a completion is a new submission, dated by the
+/// score's timestamp. Others get the plain AGS score.
+#[tokio::test]
+async fn canvas_scores_carry_the_submission_extension() {
+    let tool = Tool::start(Opts::default()).await;
+    let w = ScoreWorker::default();
+    launch_and_complete(&tool, "plain-user").await;
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    tool.store
+        .write_blocking(|tx| {
+            let mut p = repo::lti::find_platform(
+                tx,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+            )?
+            .unwrap();
+            p.lms = Some("canvas".into());
+            repo::lti::update_platform(tx, &p)
+        })
+        .unwrap();
+    launch_and_complete(&tool, "canvas-user").await;
+    assert_eq!(pass(&tool, &w).await.sent, 1);
+    let sv = tool.platform.services.lock().unwrap();
+    assert!(sv.refusals.is_empty(), "{:?}", sv.refusals);
+    let ext = "https://canvas.instructure.com/lti/submission";
+    assert!(sv.scores[0].1.get(ext).is_none(), "{:?}", sv.scores[0]);
+    let s = &sv.scores[1].1;
+    assert_eq!(s["userId"], "canvas-user");
+    assert_eq!(s[ext]["new_submission"], true);
+    assert_eq!(s[ext]["submitted_at"], s["timestamp"]);
+    assert!(s["timestamp"].as_str().unwrap().contains('.'));
+}

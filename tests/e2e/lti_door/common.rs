@@ -139,6 +139,14 @@ pub struct Services {
     pub member_pages: Vec<usize>,
     /// When set, the memberships endpoint answers this status and body.
     pub memberships_refusal: Option<(u16, String)>,
+    /// When set, every memberships page offers `Link: <…?since=N>;
+    /// rel="differences"`, and that URL serves these members (the changes).
+    pub differences: Option<Vec<serde_json::Value>>,
+    /// The `since` values of differences requests served.
+    pub difference_reads: Vec<String>,
+    /// When set, the scores endpoint answers this status and body (an LMS
+    /// that refuses grades, e.g. a learner who cannot be graded).
+    pub score_refusal: Option<(u16, String)>,
 }
 
 #[derive(Clone)]
@@ -624,6 +632,42 @@ impl Tool {
                     },
                 )
             })
+            .unwrap()
+    }
+}
+
+impl Tool {
+    /// A client signed in as a staff member with `role` (owner, admin, …).
+    pub fn staff(&self, role: &str) -> reqwest::Client {
+        use coursegate_core::{sessions, staff, types::Email};
+        let now = self.clock.now();
+        let secret = self.state.config.secret.clone();
+        let email = format!("{role}@staff.example");
+        let role_v = staff::Role::parse(role).unwrap();
+        let started = self
+            .store
+            .write_blocking(move |tx| {
+                let (s, _) = staff::ensure(tx, now, &Email::parse(&email)?, None, role_v)?;
+                sessions::start_staff_session(
+                    tx,
+                    now,
+                    &secret,
+                    &Default::default(),
+                    &s.id,
+                    "test",
+                    &Default::default(),
+                )
+            })
+            .unwrap();
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        jar.add_cookie_str(
+            &format!("cg_session={}", started.token),
+            &self.base.parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar)
+            .build()
             .unwrap()
     }
 }

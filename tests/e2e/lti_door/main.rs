@@ -10,6 +10,7 @@ mod ags;
 mod browser;
 mod common;
 mod conformance;
+mod deep_linking;
 mod interop;
 mod registration;
 mod roster;

@@ -355,3 +355,272 @@ async fn the_instructor_view_shows_the_platforms_results() {
     let sv = tool.platform.services.lock().unwrap();
     assert!(sv.refusals.is_empty(), "{:?}", sv.refusals);
 }
+
+/// The platform offers a differences URL (`Link: <…?since=1>;
+/// rel="differences"`): it is stored for the context, and the next import
+/// reads only the changes — a new learner is enrolled, a member now
+/// Inactive loses access — while everyone else stays as they were. A member
+/// listed active again later gets access back; an enrolment staff revoked
+/// stays revoked.
+async fn the_second_import_reads_the_differences(db: Db) {
+    let tool = Tool::start(Opts {
+        db,
+        ..Default::default()
+    })
+    .await;
+    {
+        let mut sv = tool.platform.services.lock().unwrap();
+        sv.members = roster();
+        sv.differences = Some(vec![]);
+    }
+    let (teacher, view) = launch(&tool, "teacher-1", &["Instructor"], true).await;
+    let page = get(&teacher, format!("{}{view}", tool.base)).await;
+    let (csrf, k) = (csrf_of(&page), k_of(&view));
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.ends_with("&imported=3&enrolled=3"), "{back}");
+    let stored = tool
+        .store
+        .read_blocking(|tx| {
+            let p = repo::lti::find_platform(
+                tx,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+            )?
+            .unwrap();
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            repo::lti_services::get_context_roster(tx, &p.id, "ctx-1", &course.id)
+        })
+        .unwrap()
+        .expect("the context's sync is recorded");
+    assert_eq!(
+        stored.differences_url.as_deref(),
+        Some(
+            format!(
+                "http://127.0.0.1:{}/memberships?since=1",
+                tool.platform.port
+            )
+            .as_str()
+        )
+    );
+
+    // Changes in the LMS: a new learner, and learner-a is no longer active.
+    // Meanwhile staff revoked learner-b's enrolment by hand.
+    // learner-api is an LMS member whose access was bought (API), not given
+    // by the LMS: the LMS listing them inactive does not end it.
+    tool.platform.services.lock().unwrap().differences = Some(vec![
+        json!({"user_id": "learner-new", "roles": ["Learner"], "name": "Niklaus Wirth"}),
+        json!({"user_id": "learner-a", "roles": ["Learner"], "status": "Inactive"}),
+        json!({"user_id": "learner-api", "roles": ["Learner"], "status": "Inactive"}),
+    ]);
+    let now = tool.clock.now();
+    let bought = tool
+        .store
+        .write_blocking(move |tx| {
+            let l = coursegate_core::learners::upsert_by_lti(
+                tx,
+                now,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+                "learner-api",
+                None,
+                Some("Api Buyer"),
+            )?
+            .learner;
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            coursegate_core::enrolments::grant(
+                tx,
+                now,
+                coursegate_core::enrolments::Grant {
+                    learner_id: l.id,
+                    course_id: course.id,
+                    source: coursegate_core::enrolments::Source::Api,
+                    source_ref: Some("order-1".into()),
+                    starts_at: None,
+                    expires_at: None,
+                },
+            )
+        })
+        .unwrap()
+        .enrolment;
+    let now = tool.clock.now();
+    let revoked_b = tool
+        .store
+        .write_blocking(move |tx| {
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            let e = repo::enrolments::of_course(tx, &course.id)?
+                .into_iter()
+                .find(|e| {
+                    repo::learners::get(tx, &e.learner_id)
+                        .ok()
+                        .flatten()
+                        .and_then(|l| l.name)
+                        .as_deref()
+                        == Some("Barbara Liskov")
+                })
+                .unwrap();
+            coursegate_core::enrolments::revoke(tx, now, &e.id, Some("staff"))
+        })
+        .unwrap();
+    let pages_before = tool.platform.services.lock().unwrap().member_pages.len();
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        back.ends_with("&imported=1&enrolled=1&removed=1&changes=1"),
+        "{back}"
+    );
+    {
+        let sv = tool.platform.services.lock().unwrap();
+        assert_eq!(sv.difference_reads, vec!["1".to_string()]);
+        assert_eq!(
+            sv.member_pages.len(),
+            pages_before,
+            "the full roster was not read again"
+        );
+    }
+    let page = get(&teacher, format!("{}{back}", tool.base)).await;
+    assert!(
+        page.contains("1 no longer active in the LMS, their access ended."),
+        "{page}"
+    );
+    assert!(page.contains("Only the changes since the last import were read."));
+    let kept = tool
+        .store
+        .read_blocking(move |tx| repo::enrolments::get(tx, &bought.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.status, "active", "bought access stays");
+    assert!(kept.revoked_at.is_none());
+    assert_eq!(
+        status_of(&page, "learner-new").as_deref(),
+        Some("Not started")
+    );
+    assert_eq!(status_of(&page, "learner-a"), None, "removed");
+    assert_eq!(status_of(&page, "learner-b"), None, "revoked by staff");
+    assert_eq!(
+        status_of(&page, "lms-learner-1").as_deref(),
+        Some("Not started")
+    );
+    // The newer differences URL is the one kept.
+    let stored = tool
+        .store
+        .read_blocking(|tx| {
+            let p = repo::lti::find_platform(
+                tx,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+            )?
+            .unwrap();
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            repo::lti_services::get_context_roster(tx, &p.id, "ctx-1", &course.id)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored
+            .differences_url
+            .as_deref()
+            .unwrap()
+            .ends_with("/memberships?since=2"),
+        "{stored:?}"
+    );
+
+    // Both listed active again: learner-a (removed by the roster) is back,
+    // learner-b (revoked by staff) is not.
+    tool.platform.services.lock().unwrap().differences = Some(vec![
+        json!({"user_id": "learner-a", "roles": ["Learner"], "status": "Active"}),
+        json!({"user_id": "learner-b", "roles": ["Learner"]}),
+    ]);
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.ends_with("&imported=2&enrolled=1&changes=1"), "{back}");
+    let page = get(&teacher, format!("{}{back}", tool.base)).await;
+    assert_eq!(
+        status_of(&page, "learner-a").as_deref(),
+        Some("Not started")
+    );
+    assert_eq!(status_of(&page, "learner-b"), None);
+    let still = tool
+        .store
+        .read_blocking(move |tx| repo::enrolments::get(tx, &revoked_b.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, "revoked");
+    assert_eq!(
+        tool.platform.services.lock().unwrap().difference_reads,
+        vec!["1".to_string(), "2".to_string()]
+    );
+
+    // The roster removes learner-new; staff give access back by hand, then
+    // revoke it by hand: a later active listing does not undo that.
+    tool.platform.services.lock().unwrap().differences = Some(vec![json!(
+        {"user_id": "learner-new", "roles": ["Learner"], "status": "Deleted"}
+    )]);
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.ends_with("&removed=1&changes=1"), "{back}");
+    tool.manual.advance(chrono::Duration::seconds(5));
+    let now = tool.clock.now();
+    let new_id = tool
+        .store
+        .write_blocking(move |tx| {
+            let course = repo::courses::get_by_slug(tx, "intro")?.unwrap();
+            let e = repo::enrolments::of_course(tx, &course.id)?
+                .into_iter()
+                .find(|e| {
+                    repo::learners::get(tx, &e.learner_id)
+                        .ok()
+                        .flatten()
+                        .and_then(|l| l.name)
+                        .as_deref()
+                        == Some("Niklaus Wirth")
+                })
+                .unwrap();
+            coursegate_core::enrolments::grant(
+                tx,
+                now,
+                coursegate_core::enrolments::Grant {
+                    learner_id: e.learner_id.clone(),
+                    course_id: course.id.clone(),
+                    source: coursegate_core::enrolments::Source::Lti,
+                    source_ref: None,
+                    starts_at: None,
+                    expires_at: None,
+                },
+            )?;
+            coursegate_core::enrolments::revoke(tx, now, &e.id, Some("staff"))
+        })
+        .unwrap()
+        .id;
+    tool.platform.services.lock().unwrap().differences = Some(vec![json!(
+        {"user_id": "learner-new", "roles": ["Learner"], "status": "Active"}
+    )]);
+    let res = post_import(&tool, &teacher, &view, &csrf, &k).await;
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.ends_with("&imported=1&enrolled=0&changes=1"), "{back}");
+    let e = tool
+        .store
+        .read_blocking(move |tx| repo::enrolments::get(tx, &new_id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.status, "revoked", "a staff revocation stays");
+}
+
+#[actix_web::test]
+async fn the_second_import_reads_the_differences_sqlite() {
+    the_second_import_reads_the_differences(Db::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn the_second_import_reads_the_differences_postgres() {
+    let Some(db) = Db::postgres_from_env() else {
+        crate::common::skip(
+            "the_second_import_reads_the_differences_postgres",
+            "TEST_DATABASE_URL is not set",
+        );
+        return;
+    };
+    the_second_import_reads_the_differences(db).await;
+}

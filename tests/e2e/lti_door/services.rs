@@ -235,6 +235,10 @@ pub async fn score_post(
         return HttpResponse::BadRequest().body("not JSON");
     };
     let mut sv = st.services.lock().unwrap();
+    if let Some((status, body)) = sv.score_refusal.clone() {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+            .body(body);
+    }
     if n == 0 || n > sv.lineitems.len() {
         return HttpResponse::NotFound().body("no such line item");
     }
@@ -325,21 +329,54 @@ pub async fn memberships_get(st: web::Data<PlatformState>, req: HttpRequest) -> 
         return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
             .body(body);
     }
+    let context = json!({"id": "ctx-1", "label": "CS101", "title": "Intro to CS"});
+    let next_since = sv.difference_reads.len() + 1;
+    let differences_link = sv.differences.as_ref().map(|_| {
+        format!(
+            "<{}/memberships?since={next_since}>; rel=\"differences\"",
+            st.base
+        )
+    });
+    if let Some(since) = q.get("since") {
+        sv.difference_reads.push(since.clone());
+        let members = sv.differences.clone().unwrap_or_default();
+        let mut res = HttpResponse::Ok();
+        res.content_type(nrps::MEDIA_MEMBERSHIP_CONTAINER);
+        res.insert_header((
+            "link",
+            format!(
+                "<{}/memberships?since={}>; rel=\"differences\"",
+                st.base,
+                next_since + 1
+            ),
+        ));
+        return res.json(json!({
+            "id": format!("{}/memberships?since={since}", st.base),
+            "context": context,
+            "members": members,
+        }));
+    }
     sv.member_pages.push(page);
     let size = if sv.page_size == 0 { 2 } else { sv.page_size };
     let start = (page.max(1) - 1) * size;
     let members: Vec<Value> = sv.members.iter().skip(start).take(size).cloned().collect();
     let mut res = HttpResponse::Ok();
     res.content_type(nrps::MEDIA_MEMBERSHIP_CONTAINER);
+    let mut links = Vec::new();
     if start + size < sv.members.len() {
-        res.insert_header((
-            "link",
-            format!("<{}/memberships?page={}>; rel=\"next\"", st.base, page + 1),
+        links.push(format!(
+            "<{}/memberships?page={}>; rel=\"next\"",
+            st.base,
+            page + 1
         ));
+    }
+    links.extend(differences_link);
+    if !links.is_empty() {
+        res.insert_header(("link", links.join(", ")));
     }
     res.json(json!({
         "id": format!("{}/memberships", st.base),
-        "context": {"id": "ctx-1", "label": "CS101", "title": "Intro to CS"},
+        "context": context,
         "members": members,
     }))
 }

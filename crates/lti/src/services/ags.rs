@@ -13,6 +13,8 @@ pub const MEDIA_SCORE: &str = "application/vnd.ims.lis.v1.score+json";
 pub const MEDIA_RESULT_CONTAINER: &str = "application/vnd.ims.lis.v2.resultcontainer+json";
 /// Stop following `next` links after this many pages.
 pub const MAX_PAGES: usize = 100;
+/// Canvas's optional score extension (submission details for its gradebook).
+pub const CANVAS_SUBMISSION: &str = "https://canvas.instructure.com/lti/submission";
 
 /// A gradebook column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +119,27 @@ impl Score {
     pub fn with_score(mut self, given: f64, maximum: f64) -> Self {
         self.score_given = Some(given);
         self.score_maximum = Some(maximum);
+        self
+    }
+
+    /// Adds Canvas's submission extension: `new_submission` (whether this
+    /// score makes a new submission attempt in Canvas's gradebook) and, for
+    /// a new submission, `submitted_at` (RFC 3339, sub-second, UTC).
+    pub fn with_canvas_submission(
+        mut self,
+        new_submission: bool,
+        submitted_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        let mut ext = Map::new();
+        ext.insert("new_submission".into(), Value::Bool(new_submission));
+        if let Some(t) = submitted_at {
+            ext.insert(
+                "submitted_at".into(),
+                Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            );
+        }
+        self.extra
+            .insert(CANVAS_SUBMISSION.to_string(), Value::Object(ext));
         self
     }
 }
@@ -319,6 +342,35 @@ mod tests {
         assert_eq!(v["activityProgress"], "Completed");
         assert_eq!(v["gradingProgress"], "FullyGraded");
         assert_eq!(v["timestamp"], "2026-01-01T00:00:00.001500Z");
+    }
+
+    #[test]
+    fn canvas_submission_extension() {
+        let at = testing::fixed_now() + chrono::Duration::microseconds(20);
+        let s = Score::new(
+            "u1",
+            at,
+            ActivityProgress::Completed,
+            GradingProgress::FullyGraded,
+        )
+        .with_canvas_submission(true, Some(at));
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v[CANVAS_SUBMISSION],
+            serde_json::json!({"new_submission": true, "submitted_at": "2026-01-01T00:00:00.000020Z"})
+        );
+        let s = Score::new(
+            "u1",
+            at,
+            ActivityProgress::InProgress,
+            GradingProgress::Pending,
+        )
+        .with_canvas_submission(false, None);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v[CANVAS_SUBMISSION],
+            serde_json::json!({"new_submission": false})
+        );
     }
 
     #[tokio::test]

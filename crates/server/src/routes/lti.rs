@@ -556,6 +556,9 @@ async fn launch(
     // Completion, its flight record and the continue ticket commit together.
     let ok_rec = rec.clone();
     let st2 = state.clone();
+    let custom_lesson = claims
+        .custom_param(coursegate_core::deep_link::CUSTOM_LESSON)
+        .map(str::to_string);
     let result = state
         .store
         .write(move |tx| {
@@ -577,7 +580,9 @@ async fn launch(
                                 &rl,
                             )
                         }
-                        (_, Some(s), _) => format!("/courses/{s}"),
+                        (_, Some(s), _) => {
+                            coursegate_core::deep_link::landing(tx, &s, custom_lesson.as_deref())?
+                        }
                         (_, None, _) => "/lti/unmapped".into(),
                     };
                     (started, learner_id, to)
@@ -766,17 +771,12 @@ async fn deep_link_get(
     let now = state.now();
     let sid = session.session_id.clone();
     let q = query.into_inner().q.unwrap_or_default();
-    let needle = q.trim().to_lowercase();
+    let needle = q.clone();
     let (site, req, courses) = state
         .store
         .read(move |tx| {
             let (req, _) = core_lti::deep_link_request(tx, now, &id, &sid)?;
-            let courses: Vec<_> = coursegate_core::courses::list(tx)?
-                .into_iter()
-                .filter(|(c, _)| c.published)
-                .filter(|(c, _)| needle.is_empty() || c.title.to_lowercase().contains(&needle) || c.summary.to_lowercase().contains(&needle) || c.slug.contains(&needle))
-                .map(|(c, n)| json!({ "slug": c.slug, "title": c.title, "summary": c.summary, "lessons": n, "graded": c.graded }))
-                .collect();
+            let courses = coursegate_core::deep_link::catalogue(tx, &needle)?;
             Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, req, courses))
         })
         .await?;
@@ -804,17 +804,19 @@ async fn deep_link_post(
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     session.check_csrf(&state, &csrf)?;
-    let slugs: Vec<String> = form
-        .into_iter()
-        .filter(|(k, _)| k == "course")
-        .map(|(_, v)| v)
-        .collect();
+    let field = |name: &str| -> Vec<String> {
+        form.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let pick = coursegate_core::deep_link::Pick::from_form(field("course"), field("lesson"))?;
     let id = id.into_inner();
     let now = state.now();
     let sid = session.session_id.clone();
-    let (req, platform, courses) = state
+    let (req, platform, picked) = state
         .store
-        .write(move |tx| core_lti::answer_deep_link(tx, now, &id, &sid, &slugs))
+        .write(move |tx| coursegate_core::deep_link::answer(tx, now, &id, &sid, &pick))
         .await?;
     let keys = state.lti.tool_keys().ok_or_else(|| {
         PageError::new(
@@ -824,25 +826,9 @@ async fn deep_link_post(
         )
     })?;
     let launch_url = state.config.url("/lti/launch");
-    let items: Vec<ContentItem> = courses
+    let items: Vec<ContentItem> = picked
         .iter()
-        .map(|c| {
-            let mut custom = std::collections::BTreeMap::new();
-            custom.insert("course".to_string(), c.slug.clone());
-            let mut item = ContentItem::resource_link(c.title.clone(), launch_url.clone(), custom);
-            if !c.summary.is_empty() {
-                item = item.with_text(c.summary.clone());
-            }
-            if c.graded && req.accept_lineitem {
-                item = item.with_line_item(LineItemSpec {
-                    score_maximum: 100.0,
-                    label: Some(c.title.clone()),
-                    resource_id: Some(c.slug.clone()),
-                    tag: None,
-                });
-            }
-            item
-        })
+        .map(|p| deep_link_item(p, &launch_url, req.accept_lineitem))
         .collect();
     let jwt = response_jwt(
         &keys,
@@ -857,7 +843,7 @@ async fn deep_link_post(
     let mut ctx = tera::Context::new();
     ctx.insert("return_url", &req.return_url);
     ctx.insert("jwt", &jwt);
-    ctx.insert("count", &courses.len());
+    ctx.insert("count", &picked.len());
     let body = crate::templates::render("pages/lti_deep_link_return.html", &ctx)
         .map_err(|e| PageError::from(CoreError::Internal(e)))?;
     // The return URL is the platform's: allow the form to post there.
@@ -869,6 +855,45 @@ async fn deep_link_post(
             "default-src 'self'; script-src 'self'; style-src 'self'; form-action *; base-uri 'none'; object-src 'none'",
         ))
         .body(body))
+}
+
+/// The content item of a pick: the registered launch URL unchanged (Moodle
+/// rejects extra query parameters), the course (and lesson) in `custom`,
+/// and a line item for a graded course. A lesson item has none: the grade
+/// is the course's, reported on the course's own items.
+fn deep_link_item(
+    p: &coursegate_core::deep_link::Picked,
+    launch_url: &str,
+    accept_lineitem: bool,
+) -> ContentItem {
+    let c = &p.course;
+    let mut custom = std::collections::BTreeMap::new();
+    custom.insert("course".to_string(), c.slug.clone());
+    if let Some(l) = &p.lesson {
+        custom.insert(
+            coursegate_core::deep_link::CUSTOM_LESSON.to_string(),
+            l.id.clone(),
+        );
+        return ContentItem::resource_link(
+            format!("{} · {}", c.title, l.title),
+            launch_url,
+            custom,
+        )
+        .with_text(format!("A lesson of {}", c.title));
+    }
+    let mut item = ContentItem::resource_link(c.title.clone(), launch_url, custom);
+    if !c.summary.is_empty() {
+        item = item.with_text(c.summary.clone());
+    }
+    if c.graded && accept_lineitem {
+        item = item.with_line_item(LineItemSpec {
+            score_maximum: 100.0,
+            label: Some(c.title.clone()),
+            resource_id: Some(c.slug.clone()),
+            tag: None,
+        });
+    }
+    item
 }
 
 /// An instructor launched a link that is not connected to a course yet.

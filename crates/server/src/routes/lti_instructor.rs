@@ -74,6 +74,8 @@ struct ViewQuery {
     k: String,
     imported: Option<usize>,
     enrolled: Option<usize>,
+    removed: Option<usize>,
+    changes: Option<u8>,
 }
 
 async fn view(
@@ -136,6 +138,8 @@ async fn view(
     if let Some(n) = q.imported {
         ctx.insert("imported", &n);
         ctx.insert("enrolled", &q.enrolled.unwrap_or(0));
+        ctx.insert("removed", &q.removed.unwrap_or(0));
+        ctx.insert("changes", &q.changes.is_some());
     }
     page("pages/lti_instructor.html", &ctx)
 }
@@ -208,6 +212,9 @@ fn refusal(e: &LtiError) -> PageError {
             "The LMS's Names and Roles service could not be reached. Try again in a moment."
                 .to_string()
         }
+        LtiError::TokenRequestFailed { body, .. } => {
+            format!("The LMS did not give the tool an access token for its roster: {body}")
+        }
         other => format!("The roster could not be read from the LMS: {other}"),
     };
     PageError::new(StatusCode::FAILED_DEPENDENCY, "roster_refused", detail)
@@ -235,44 +242,33 @@ async fn import(
             other => other.into(),
         })?;
 
-    // Every page, over the network, before any write.
-    let w = ScoreWorker::default();
-    let client = ServiceClient::with_client(state.lti.http().clone());
-    let scopes = [SCOPE_NRPS];
-    let mut fresh = false;
-    let members = loop {
-        let token = service_token(&state, &w, &source.target, &scopes, fresh)
-            .await
-            .map_err(|f| {
-                PageError::new(
-                    StatusCode::FAILED_DEPENDENCY,
-                    "roster_refused",
-                    format!(
-                        "The LMS did not give the tool an access token for its roster: {}",
-                        f.message
-                    ),
-                )
-            })?;
-        match client.memberships(&token, &source.memberships_url).await {
-            Ok(m) => break m,
-            Err(e) if e.is_unauthorized() && !fresh => {
-                let (pid, t) = (source.target.platform_id.clone(), token.clone());
-                state
-                    .store
-                    .write(move |tx| coursegate_core::ags::forget_token(tx, &pid, &t))
-                    .await?;
-                fresh = true;
-            }
+    // Every page, over the network, before any write: only the changes
+    // when the last sync was offered a differences URL (the full roster
+    // again if the platform no longer serves it).
+    let (members, differences_read) = match &source.differences_url {
+        Some(diff) => match fetch_members(&state, &source, diff).await {
+            Ok(m) => (m, true),
             Err(e) => {
-                tracing::warn!(error = %e, "roster import refused by the platform");
-                return Err(refusal(&e));
+                tracing::info!(error = %e, "the differences URL failed; reading the full roster");
+                (
+                    fetch_members(&state, &source, &source.memberships_url)
+                        .await
+                        .map_err(|e| refusal(&e))?,
+                    false,
+                )
             }
-        }
+        },
+        None => (
+            fetch_members(&state, &source, &source.memberships_url)
+                .await
+                .map_err(|e| refusal(&e))?,
+            false,
+        ),
     };
     let learners: Vec<RosterMember> = members
         .members
         .iter()
-        .filter(|m| m.is_active() && m.is_learner())
+        .filter(|m| m.is_learner())
         .map(|m| RosterMember {
             sub: m.user_id.clone(),
             name: m.name.clone().or_else(|| {
@@ -284,6 +280,7 @@ async fn import(
                 (!n.is_empty()).then_some(n)
             }),
             email: m.email.clone(),
+            active: m.is_active(),
         })
         .collect();
     let now = state.now();
@@ -294,19 +291,74 @@ async fn import(
         user_agent: None,
     };
     let l2 = link.clone();
+    let differences = members.differences.clone();
     let done = state
         .store
-        .write(move |tx| roster::import_members(tx, now, &l2, &learners, &actor))
+        .write(move |tx| {
+            let done = roster::import_members(tx, now, &l2, &learners, &actor)?;
+            roster::record_sync(tx, now, &l2, differences)?;
+            Ok::<_, CoreError>(done)
+        })
         .await?;
     tracing::info!(
         link = %link,
         pages = members.pages,
+        differences = differences_read,
         members = done.members,
         enrolled = done.enrolled,
+        removed = done.removed,
         "roster imported"
     );
-    Ok(see_other(&format!(
+    let mut to = format!(
         "/lti/instructor/{link}?k={}&imported={}&enrolled={}",
         form.k, done.members, done.enrolled
-    )))
+    );
+    if done.removed > 0 {
+        to.push_str(&format!("&removed={}", done.removed));
+    }
+    if differences_read {
+        to.push_str("&changes=1");
+    }
+    Ok(see_other(&to))
+}
+
+/// Every memberships page from `url`, with the cached token (refreshed
+/// once on a 401).
+async fn fetch_members(
+    state: &AppState,
+    source: &roster::RosterSource,
+    url: &str,
+) -> Result<coursegate_lti::services::nrps::Memberships, LtiError> {
+    let w = ScoreWorker::default();
+    let client = ServiceClient::with_client(state.lti.http().clone());
+    let scopes = [SCOPE_NRPS];
+    let mut fresh = false;
+    loop {
+        let token = service_token(state, &w, &source.target, &scopes, fresh)
+            .await
+            .map_err(|f| LtiError::TokenRequestFailed {
+                url: source.target.token_url.clone(),
+                status: None,
+                body: f.message,
+            })?;
+        match client.memberships(&token, url).await {
+            Ok(m) => return Ok(m),
+            Err(e) if e.is_unauthorized() && !fresh => {
+                let (pid, t) = (source.target.platform_id.clone(), token.clone());
+                state
+                    .store
+                    .write(move |tx| coursegate_core::ags::forget_token(tx, &pid, &t))
+                    .await
+                    .map_err(|e| LtiError::ServiceUnreachable {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                fresh = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "roster request refused by the platform");
+                return Err(e);
+            }
+        }
+    }
 }

@@ -31,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/staff/lms/{id}/deployments/{dep}",
             web::post().to(set_deployment),
+        )
+        .route(
+            "/staff/lms/{id}/scores/replay",
+            web::post().to(replay_scores),
         );
 }
 
@@ -208,25 +212,38 @@ async fn create(
     }
 }
 
+/// How many dead grade updates the platform page lists.
+const DEAD_SCORES_SHOWN: usize = 50;
+
+#[derive(Debug, Deserialize)]
+struct DetailQuery {
+    replayed: Option<usize>,
+}
+
 async fn detail(
     state: web::Data<AppState>,
     s: StaffSession,
     id: web::Path<String>,
+    q: web::Query<DetailQuery>,
 ) -> Result<HttpResponse, PageError> {
     s.require(crate::routes::staff_console::READERS)?;
     let id = id.into_inner();
-    let (site, p) = state
+    let (site, p, dead) = state
         .store
         .read(move |tx| {
             Ok::<_, CoreError>((
                 coursegate_core::settings::site(tx)?,
                 core_lti::platform_view(tx, &id)?,
+                coursegate_core::ags::dead_scores(tx, &id, DEAD_SCORES_SHOWN)?,
             ))
         })
         .await?;
     let mut c = ctx(&state, &s);
     c.insert("site", &site);
     c.insert("p", &p);
+    c.insert("dead_scores", &dead);
+    c.insert("dead_scores_shown", &DEAD_SCORES_SHOWN);
+    c.insert("replayed", &q.replayed);
     page("pages/staff_lms_detail.html", &c)
 }
 
@@ -323,4 +340,36 @@ async fn set_deployment(
         .write(move |tx| core_lti::set_deployment_status(tx, now, &i2, &dep, &status, &a))
         .await?;
     Ok(see_other(&format!("/staff/lms/{id}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReplayForm {
+    #[serde(default)]
+    csrf: String,
+    /// One grade update; absent replays every dead one of the platform.
+    #[serde(default)]
+    outbox_id: Option<String>,
+}
+
+/// Requeues dead grade updates of a platform (audited).
+async fn replay_scores(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    id: web::Path<String>,
+    form: web::Form<ReplayForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(EDITORS)?;
+    let id = id.into_inner();
+    let one = form.outbox_id.clone().filter(|o| !o.trim().is_empty());
+    let now = state.now();
+    let a = s.actor();
+    let i2 = id.clone();
+    let n = state
+        .store
+        .write(move |tx| coursegate_core::ags::replay_dead_scores(tx, now, &a, &i2, one.as_deref()))
+        .await?;
+    Ok(see_other(&format!(
+        "/staff/lms/{id}?replayed={n}#dead-scores"
+    )))
 }

@@ -114,3 +114,72 @@ pub fn purge_expired_tokens(conn: &mut DbConn, now: NaiveDateTime) -> Result<usi
             .execute(conn)?,
     )
 }
+
+/// The roster sync state of a context for a course.
+pub fn get_context_roster(
+    conn: &mut DbConn,
+    platform_id: &str,
+    context_id: &str,
+    course_id: &str,
+) -> Result<Option<crate::models::LtiContextRoster>, StoreError> {
+    use crate::schema::lti_context_rosters as r;
+    Ok(r::table
+        .filter(r::platform_id.eq(platform_id))
+        .filter(r::context_id.eq(context_id))
+        .filter(r::course_id.eq(course_id))
+        .select(crate::models::LtiContextRoster::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Records a sync of a context and the differences URL it offered (or none).
+pub fn put_context_roster(
+    conn: &mut DbConn,
+    row: &crate::models::LtiContextRoster,
+) -> Result<(), StoreError> {
+    use crate::schema::lti_context_rosters as r;
+    let n = diesel::update(
+        r::table
+            .filter(r::platform_id.eq(&row.platform_id))
+            .filter(r::context_id.eq(&row.context_id))
+            .filter(r::course_id.eq(&row.course_id)),
+    )
+    .set((
+        r::differences_url.eq(&row.differences_url),
+        r::synced_at.eq(row.synced_at),
+        r::updated_at.eq(row.updated_at),
+    ))
+    .execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(r::table).values(row).execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn get_roster_removal(
+    conn: &mut DbConn,
+    enrolment_id: &str,
+) -> Result<Option<crate::models::LtiRosterRemoval>, StoreError> {
+    use crate::schema::lti_roster_removals as r;
+    Ok(r::table
+        .find(enrolment_id)
+        .select(crate::models::LtiRosterRemoval::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn insert_roster_removal(
+    conn: &mut DbConn,
+    row: &crate::models::LtiRosterRemoval,
+) -> Result<(), StoreError> {
+    use crate::schema::lti_roster_removals as r;
+    diesel::delete(r::table.find(&row.enrolment_id)).execute(conn)?;
+    diesel::insert_into(r::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn delete_roster_removal(conn: &mut DbConn, enrolment_id: &str) -> Result<(), StoreError> {
+    use crate::schema::lti_roster_removals as r;
+    diesel::delete(r::table.find(enrolment_id)).execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+DROP TABLE lti_roster_removals;
+DROP TABLE lti_context_rosters;
