@@ -478,6 +478,7 @@ impl Tool {
                             lms: None,
                             unknown_deployments: policy,
                             deployment_ids: vec![testing::DEPLOYMENT_ID.into()],
+                            trusted_audiences: Vec::new(),
                         },
                     )?;
                 }

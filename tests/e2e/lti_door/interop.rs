@@ -145,6 +145,7 @@ async fn lti1p3platform_launches_into_the_course() {
         lms: None,
         unknown_deployments: DeploymentPolicy::Reject,
         deployment_ids: vec![a.deployment_id.clone()],
+        trusted_audiences: Vec::new(),
     };
     tool.store
         .write_blocking(move |tx| core_lti::add_platform(tx, now, reg))

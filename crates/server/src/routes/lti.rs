@@ -43,7 +43,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/lti/handoff/{ticket}", web::post().to(handoff_post))
         .route("/lti/deep-link/{id}", web::get().to(deep_link_get))
         .route("/lti/deep-link/{id}", web::post().to(deep_link_post))
-        .route("/lti/unmapped", web::get().to(unmapped))
         .route("/.well-known/jwks.json", web::get().to(jwks));
 }
 
@@ -466,7 +465,8 @@ async fn launch(
     let expect = Expectations::new(platform.issuer.clone(), platform.client_id.clone())
         .with_nonce(login.nonce.clone())
         .with_launch_url(state.config.url("/lti/launch"))
-        .with_skew_secs(state.config.lti_clock_skew_secs);
+        .with_skew_secs(state.config.lti_clock_skew_secs)
+        .with_trusted_audiences(core_lti::trusted_audiences(&platform));
     let (verified, trace) = verify_launch_traced(&id_token, &keys, &expect, now);
     let checks = json!({
         "kid": trace.kid, "alg": trace.alg, "age_secs": trace.age_secs,
@@ -536,6 +536,9 @@ async fn launch(
                 accept_lineitem: d.accept_lineitem.unwrap_or(true),
             }),
     };
+    // Who may connect an unmapped link to a course: an instructor, content
+    // developer or administrator of the link's own LMS context.
+    let may_pick = claims.is_context_instructor();
     let secret = state.config.secret.clone();
     let policy = state.config.sessions;
     let client = client_info(&req);
@@ -578,6 +581,9 @@ async fn launch(
                             )
                         }
                         (_, Some(s), _) => format!("/courses/{s}"),
+                        (true, None, Some(rl)) if may_pick => {
+                            crate::routes::lti_picker::picker_path(&st2, &started.session_id, &rl)
+                        }
                         (_, None, _) => "/lti/unmapped".into(),
                     };
                     (started, learner_id, to)
@@ -869,28 +875,6 @@ async fn deep_link_post(
             "default-src 'self'; script-src 'self'; style-src 'self'; form-action *; base-uri 'none'; object-src 'none'",
         ))
         .body(body))
-}
-
-/// An instructor launched a link that is not connected to a course yet.
-async fn unmapped(
-    state: web::Data<AppState>,
-    _session: LearnerSession,
-) -> Result<HttpResponse, PageError> {
-    let (site, courses) = state
-        .store
-        .read(|tx| {
-            let courses: Vec<_> = coursegate_core::courses::list(tx)?
-                .into_iter()
-                .filter(|(c, _)| c.published)
-                .map(|(c, _)| json!({ "slug": c.slug, "title": c.title }))
-                .collect();
-            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, courses))
-        })
-        .await?;
-    let mut ctx = tera::Context::new();
-    ctx.insert("site", &site);
-    ctx.insert("courses", &courses);
-    page("pages/lti_unmapped.html", &ctx)
 }
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {

@@ -115,6 +115,17 @@ pub struct PlatformForm {
     unknown_deployments: String,
     #[serde(default)]
     active: Option<String>,
+    /// One audience per line.
+    #[serde(default)]
+    trusted_audiences: String,
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn opt(s: &str) -> Option<String> {
@@ -154,6 +165,7 @@ async fn create(
             .filter(|d| !d.is_empty())
             .map(str::to_string)
             .collect(),
+        trusted_audiences: lines(&f.trusted_audiences),
     });
     let result = match new {
         Ok(new) => {
@@ -235,14 +247,18 @@ async fn update(
         lms: opt(&f.lms),
         unknown_deployments: policy,
         active: f.active.is_some(),
+        trusted_audiences: lines(&f.trusted_audiences),
     };
     let now = state.now();
     let a = s.actor();
     let i2 = id.clone();
-    state
+    let saved = state
         .store
         .write(move |tx| core_lti::update_platform(tx, now, &i2, edit, &a))
         .await?;
+    // The next launch fetches the keys again (from the new URL if it changed).
+    state.lti.forget_platform_keys(&saved.previous_jwks_url);
+    state.lti.forget_platform_keys(&saved.platform.jwks_url);
     Ok(see_other(&format!("/staff/lms/{id}?saved=1")))
 }
 
