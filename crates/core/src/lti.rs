@@ -109,13 +109,13 @@ pub fn trusted_audiences_text(
     for a in list.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
         if a.len() > 1000 {
             return Err(CoreError::invalid(
-                "trusted_audiences",
+                "trusted_audience",
                 "an audience is too long",
             ));
         }
         if a.chars().any(char::is_whitespace) {
             return Err(CoreError::invalid(
-                "trusted_audiences",
+                "trusted_audience",
                 format!("{a:?} contains a space; put one audience per line"),
             ));
         }
@@ -126,7 +126,7 @@ pub fn trusted_audiences_text(
     }
     if out.len() > 20 {
         return Err(CoreError::invalid(
-            "trusted_audiences",
+            "trusted_audience",
             "at most 20 audiences",
         ));
     }
