@@ -774,7 +774,7 @@ pub fn complete_launch(
 /// instructor's pick on the course picker after launching the link. The
 /// caller has checked that the session was started by an instructor launch
 /// of this very link. A link that already has a course is never remapped
-/// here (a staff member or the LMS's custom parameter changes it).
+/// here (the link's `course` custom parameter, sent on every launch, does).
 pub fn map_resource_link(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -827,7 +827,7 @@ pub fn map_resource_link(
 fn already_mapped() -> CoreError {
     CoreError::refused(
         "resource_link_already_mapped",
-        "This activity is already connected to a course, so it cannot be connected again from here. Ask the training provider's staff to change it.",
+        "This activity is already connected to a course, so it cannot be connected again from here. To change its course, set the link's course=<slug> custom parameter in the LMS, or add the course again with the LMS's content selection (Deep Linking).",
     )
 }
 
