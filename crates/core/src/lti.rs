@@ -774,7 +774,8 @@ pub fn complete_launch(
 /// instructor's pick on the course picker after launching the link. The
 /// caller has checked that the session was started by an instructor launch
 /// of this very link. A link that already has a course is never remapped
-/// here (the link's `course` custom parameter, sent on every launch, does).
+/// here ([`staff_map_resource_link`] or the link's `course` custom
+/// parameter, sent on every launch, do).
 pub fn map_resource_link(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -827,8 +828,112 @@ pub fn map_resource_link(
 fn already_mapped() -> CoreError {
     CoreError::refused(
         "resource_link_already_mapped",
-        "This activity is already connected to a course, so it cannot be connected again from here. To change its course, set the link's course=<slug> custom parameter in the LMS, or add the course again with the LMS's content selection (Deep Linking).",
+        "This activity is already connected to a course, so it cannot be connected again from here. To change its course, ask the training provider's staff (LMS platforms › Resource links), or set the link's course=<slug> custom parameter in the LMS.",
     )
+}
+
+/// Staff connect a platform's resource link to a course, move it to another
+/// one, or disconnect it (`course_slug` `None`). Unlike the instructor's
+/// picker, staff may remap. A `course` custom parameter on the link still
+/// wins at its next launch.
+pub fn staff_map_resource_link(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    platform_id: &str,
+    link_id: &str,
+    course_slug: Option<&str>,
+    actor: &Actor,
+) -> Result<LtiResourceLink, CoreError> {
+    let mut link = repo::lti::get_resource_link(tx, link_id)?
+        .filter(|l| l.platform_id == platform_id)
+        .ok_or(CoreError::NotFound("resource link"))?;
+    let course = match course_slug.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(slug) => Some(
+            repo::courses::get_by_slug(tx, slug)?
+                .filter(|c| c.published)
+                .ok_or_else(|| {
+                    CoreError::refused(
+                        "course_unknown",
+                        format!(
+                            "There is no published course {slug:?} to connect this activity to."
+                        ),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let before = link.course_id.clone();
+    link.course_id = course.as_ref().map(|c| c.id.clone());
+    if link.course_id == before {
+        return Ok(link);
+    }
+    link.updated_at = now.naive_utc();
+    repo::lti::update_resource_link(tx, &link)?;
+    let previous = match &before {
+        Some(id) => repo::courses::get(tx, id)?.map(|c| c.slug),
+        None => None,
+    };
+    audit::record(
+        tx,
+        now,
+        actor,
+        if course.is_some() {
+            "lti.resource_link.mapped"
+        } else {
+            "lti.resource_link.unmapped"
+        },
+        Some(("lti_resource_link", &link.id)),
+        json!({
+            "course": course.as_ref().map(|c| c.slug.clone()),
+            "previous_course": previous,
+            "platform": link.platform_id,
+            "deployment_id": link.deployment_id,
+            "context_id": link.context_id,
+            "resource_link_id": link.resource_link_id,
+        }),
+    )?;
+    Ok(link)
+}
+
+/// A platform's resource link for staff pages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceLinkView {
+    pub id: String,
+    pub deployment_id: String,
+    pub context_title: Option<String>,
+    pub title: Option<String>,
+    pub resource_link_id: String,
+    pub course_slug: Option<String>,
+    pub course_title: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The newest resource links of a platform (at most `limit`).
+pub fn resource_link_views(
+    tx: &mut Tx,
+    platform_id: &str,
+    limit: i64,
+) -> Result<Vec<ResourceLinkView>, CoreError> {
+    let mut out = Vec::new();
+    for l in
+        repo::lti::resource_links_of_platform(tx, platform_id, repo::Page { limit, offset: 0 })?
+    {
+        let course = match &l.course_id {
+            Some(id) => repo::courses::get(tx, id)?,
+            None => None,
+        };
+        out.push(ResourceLinkView {
+            id: l.id,
+            deployment_id: l.deployment_id,
+            context_title: l.context_title,
+            title: l.title,
+            resource_link_id: l.resource_link_id,
+            course_slug: course.as_ref().map(|c| c.slug.clone()),
+            course_title: course.map(|c| c.title),
+            created_at: crate::access::utc(l.created_at),
+        });
+    }
+    Ok(out)
 }
 
 /// The resource link `id`, for the course picker.

@@ -85,12 +85,8 @@ async fn pick(
         .unwrap()
 }
 
-async fn an_instructor_picks_the_course_of_an_unmapped_link(db: Db) {
-    let tool = Tool::start(Opts {
-        db,
-        ..Default::default()
-    })
-    .await;
+/// A second published course and an unpublished one besides `intro`.
+fn more_courses(tool: &Tool) {
     let now = tool.clock.now();
     tool.store
         .write_blocking(move |tx| {
@@ -116,6 +112,15 @@ async fn an_instructor_picks_the_course_of_an_unmapped_link(db: Db) {
             Ok::<_, coursegate_core::CoreError>(())
         })
         .unwrap();
+}
+
+async fn an_instructor_picks_the_course_of_an_unmapped_link(db: Db) {
+    let tool = Tool::start(Opts {
+        db,
+        ..Default::default()
+    })
+    .await;
+    more_courses(&tool);
 
     // A learner first: clearly refused, with a 4xx and the reason.
     let (_, res) = launch(&tool, "learner-1", &["Learner"]).await;
@@ -317,4 +322,159 @@ async fn an_instructor_picks_the_course_of_an_unmapped_link_postgres() {
         );
     };
     an_instructor_picks_the_course_of_an_unmapped_link(db).await;
+}
+
+fn audit_of(tool: &Tool, action: &str) -> Vec<coursegate_store::models::AuditEntry> {
+    let action = action.to_string();
+    tool.store
+        .read_blocking(move |tx| {
+            coursegate_store::repo::audit::list(
+                tx,
+                &coursegate_store::repo::audit::AuditFilter {
+                    action: Some(action),
+                    ..Default::default()
+                },
+                coursegate_store::repo::Page {
+                    limit: 10,
+                    offset: 0,
+                },
+            )
+        })
+        .unwrap()
+}
+
+async fn staff_connect_and_move_a_resource_link(db: Db) {
+    let tool = Tool::start(Opts {
+        db,
+        ..Default::default()
+    })
+    .await;
+    more_courses(&tool);
+    // The instructor launched once and left without picking.
+    let (teacher, res) = launch(&tool, "teacher-1", &[INSTRUCTOR]).await;
+    let picker = landing(&tool, &teacher, res).await;
+    let (_, page) = get(&teacher, format!("{}{picker}", tool.base)).await;
+    let teacher_csrf = csrf_of(&page);
+    let (_, res) = launch(&tool, "learner-1", &["Learner"]).await;
+    assert_refused(res, "course_not_set_up", "before staff connect it").await;
+
+    let pid = crate::platform_edits::platform_id(&tool);
+    let row = tool
+        .store
+        .read_blocking({
+            let pid = pid.clone();
+            move |tx| {
+                coursegate_store::repo::lti::find_resource_link(
+                    tx,
+                    &pid,
+                    coursegate_lti::testing::DEPLOYMENT_ID,
+                    LINK,
+                )
+            }
+        })
+        .unwrap()
+        .unwrap()
+        .id;
+    let staff = crate::platform_edits::staff_client(&tool);
+    let detail = format!("{}/staff/lms/{pid}", tool.base);
+    let (status, page) = get(&staff, detail.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("data-link=\"{LINK}\"")), "{page}");
+    assert!(page.contains("<em>not set up</em>"), "{page}");
+    let csrf = csrf_of(&page);
+    let action = format!("{}/staff/lms/{pid}/links/{row}", tool.base);
+
+    // CSRF, then the course, are checked.
+    let res = staff
+        .post(&action)
+        .form(&[("course", "intro")])
+        .send()
+        .await
+        .unwrap();
+    assert_refused(res, "csrf_failed", "no CSRF token").await;
+    let res = staff
+        .post(&action)
+        .form(&[("csrf", csrf.as_str()), ("course", "draft")])
+        .send()
+        .await
+        .unwrap();
+    assert_refused(res, "course_unknown", "an unpublished course").await;
+
+    // Connected by staff: the learner's next launch opens it.
+    let res = staff
+        .post(&action)
+        .form(&[("csrf", csrf.as_str()), ("course", "intro")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, page) = get(&staff, detail.clone()).await;
+    assert!(page.contains("<td class=\"course\">Intro</td>"), "{page}");
+    let (learner, res) = launch(&tool, "learner-1", &["Learner"]).await;
+    assert_eq!(landing(&tool, &learner, res).await, "/courses/intro");
+
+    // The instructor's old picker may no longer connect it.
+    let res = pick(
+        &tool,
+        &teacher,
+        &picker,
+        &[
+            ("csrf", &teacher_csrf),
+            ("k", &k_of(&picker)),
+            ("course", "fire-safety"),
+        ],
+    )
+    .await;
+    assert_refused(
+        res,
+        "resource_link_already_mapped",
+        "after staff connected it",
+    )
+    .await;
+
+    // Staff may move it.
+    let res = staff
+        .post(&action)
+        .form(&[("csrf", csrf.as_str()), ("course", "fire-safety")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (learner, res) = launch(&tool, "learner-1", &["Learner"]).await;
+    assert_eq!(landing(&tool, &learner, res).await, "/courses/fire-safety");
+    let mapped = audit_of(&tool, "lti.resource_link.mapped");
+    assert_eq!(mapped.len(), 2);
+    assert!(mapped.iter().all(|e| e.actor_kind == "staff"));
+    let newest: Value = serde_json::from_str(&mapped[0].detail).unwrap();
+    assert_eq!(newest["course"], "fire-safety");
+    assert_eq!(newest["previous_course"], "intro");
+    assert_eq!(newest["resource_link_id"], LINK);
+
+    // And disconnect it: learners are told again.
+    let res = staff
+        .post(&action)
+        .form(&[("csrf", csrf.as_str()), ("course", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(audit_of(&tool, "lti.resource_link.unmapped").len(), 1);
+    let (_, res) = launch(&tool, "learner-1", &["Learner"]).await;
+    assert_refused(res, "course_not_set_up", "after staff disconnected it").await;
+}
+
+#[actix_web::test]
+async fn staff_connect_and_move_a_resource_link_sqlite() {
+    staff_connect_and_move_a_resource_link(Db::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn staff_connect_and_move_a_resource_link_postgres() {
+    let Some(db) = Db::postgres_from_env() else {
+        return crate::common::skip(
+            "staff_connect_and_move_a_resource_link_postgres",
+            "TEST_DATABASE_URL is not set",
+        );
+    };
+    staff_connect_and_move_a_resource_link(db).await;
 }

@@ -22,7 +22,7 @@ const OTHER_AUDIENCE: &str = "https://analytics.platform.test.example";
 
 /// A staff owner's client: the session cookie of a staff session started in
 /// the database (the staff sign-in itself has its own tests).
-fn staff_client(tool: &Tool) -> reqwest::Client {
+pub(crate) fn staff_client(tool: &Tool) -> reqwest::Client {
     let now = tool.clock.now();
     let secret = tool.state.config.secret.clone();
     let policy = tool.state.config.sessions;
@@ -59,7 +59,7 @@ fn staff_client(tool: &Tool) -> reqwest::Client {
         .unwrap()
 }
 
-fn platform_id(tool: &Tool) -> String {
+pub(crate) fn platform_id(tool: &Tool) -> String {
     tool.store
         .read_blocking(|tx| {
             coursegate_store::repo::lti::find_platform(tx, testing::ISSUER, testing::CLIENT_ID)

@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/staff/lms/{id}/deployments/{dep}",
             web::post().to(set_deployment),
-        );
+        )
+        .route("/staff/lms/{id}/links/{link}", web::post().to(map_link));
 }
 
 fn tool_values(state: &AppState) -> serde_json::Value {
@@ -211,18 +212,24 @@ async fn detail(
 ) -> Result<HttpResponse, PageError> {
     s.require(crate::routes::staff_console::READERS)?;
     let id = id.into_inner();
-    let (site, p) = state
+    let (site, p, links, courses) = state
         .store
         .read(move |tx| {
-            Ok::<_, CoreError>((
-                coursegate_core::settings::site(tx)?,
-                core_lti::platform_view(tx, &id)?,
-            ))
+            let p = core_lti::platform_view(tx, &id)?;
+            let links = core_lti::resource_link_views(tx, &p.id, 200)?;
+            let courses: Vec<_> = coursegate_core::courses::list(tx)?
+                .into_iter()
+                .filter(|(c, _)| c.published)
+                .map(|(c, _)| serde_json::json!({ "slug": c.slug, "title": c.title }))
+                .collect();
+            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, p, links, courses))
         })
         .await?;
     let mut c = ctx(&state, &s);
     c.insert("site", &site);
     c.insert("p", &p);
+    c.insert("links", &links);
+    c.insert("courses", &courses);
     page("pages/staff_lms_detail.html", &c)
 }
 
@@ -323,4 +330,37 @@ async fn set_deployment(
         .write(move |tx| core_lti::set_deployment_status(tx, now, &i2, &dep, &status, &a))
         .await?;
     Ok(see_other(&format!("/staff/lms/{id}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    csrf: String,
+    /// A published course's slug; empty disconnects the link.
+    #[serde(default)]
+    course: String,
+}
+
+/// Connects one of the platform's resource links to a course (or moves or
+/// disconnects it).
+async fn map_link(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<(String, String)>,
+    form: web::Form<LinkForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(EDITORS)?;
+    let (id, link) = path.into_inner();
+    let course = opt(&form.course);
+    let now = state.now();
+    let a = s.actor();
+    let i2 = id.clone();
+    state
+        .store
+        .write(move |tx| {
+            core_lti::staff_map_resource_link(tx, now, &i2, &link, course.as_deref(), &a)
+        })
+        .await?;
+    Ok(see_other(&format!("/staff/lms/{id}?saved=1#links")))
 }

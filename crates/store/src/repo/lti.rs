@@ -244,6 +244,24 @@ pub fn map_unmapped_resource_link(
     Ok(n == 1)
 }
 
+/// The resource links of a platform, newest first.
+pub fn resource_links_of_platform(
+    conn: &mut DbConn,
+    platform_id: &str,
+    page: Page,
+) -> Result<Vec<LtiResourceLink>, StoreError> {
+    Ok(lti_resource_links::table
+        .filter(lti_resource_links::platform_id.eq(platform_id))
+        .order((
+            lti_resource_links::created_at.desc(),
+            lti_resource_links::id.desc(),
+        ))
+        .limit(page.limit)
+        .offset(page.offset)
+        .select(LtiResourceLink::as_select())
+        .load(conn)?)
+}
+
 pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
     diesel::insert_into(lti_resource_links::table)
         .values(row)
