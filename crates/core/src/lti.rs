@@ -1053,6 +1053,15 @@ pub fn peek_ticket(
     Ok(t)
 }
 
+/// A redeemed handoff ticket: the new session (its `redirect` is the
+/// launch's destination) and the id of the session the launch started,
+/// which keys in that destination were derived from.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    pub started: Started,
+    pub launch_session_id: String,
+}
+
 /// Uses a ticket: a fresh first-party session for the same learner.
 pub fn redeem_ticket(
     tx: &mut Tx,
@@ -1061,7 +1070,7 @@ pub fn redeem_ticket(
     policy: &SessionPolicy,
     ticket: &str,
     client: &ClientInfo,
-) -> Result<Started, CoreError> {
+) -> Result<Redeemed, CoreError> {
     let t = peek_ticket(tx, now, secret, ticket)?;
     if !repo::lti::consume_ticket(tx, &t.id, now.naive_utc())? {
         return Err(CoreError::refused(
@@ -1071,7 +1080,10 @@ pub fn redeem_ticket(
     }
     let mut started = start_lti_session(tx, now, secret, policy, &t.learner_id, client)?;
     started.redirect = t.redirect;
-    Ok(started)
+    Ok(Redeemed {
+        started,
+        launch_session_id: t.session_id,
+    })
 }
 
 /// The open Deep Linking request `id` of this session, with its platform.

@@ -478,3 +478,85 @@ async fn staff_connect_and_move_a_resource_link_postgres() {
     };
     staff_connect_and_move_a_resource_link(db).await;
 }
+
+/// A client that keeps no cookie (a frame whose browser blocks them).
+fn cookieless() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Without cookies the launch's session is handed to a new one (frame
+/// session in the path, or the new-window ticket); the picker's key follows.
+#[actix_web::test]
+async fn the_picker_key_follows_the_session_into_a_frame_or_a_new_window() {
+    for frame_sessions in [true, false] {
+        let tool = Tool::start(Opts {
+            frame_sessions,
+            ..Default::default()
+        })
+        .await;
+        let frame = cookieless();
+        let (state, nonce) = tool.login_at(&frame, &tool.base).await;
+        let token = tool
+            .minter(&nonce)
+            .roles(&[INSTRUCTOR])
+            .claim("sub", "teacher-1")
+            .claim(&claim("custom"), json!({}))
+            .claim(&claim("resource_link"), json!({"id": LINK}))
+            .mint();
+        let res = tool.launch_at(&frame, &tool.base, &token, &state).await;
+        assert_eq!(res.status(), 303);
+        let cont = res.headers()["location"].to_str().unwrap().to_string();
+        let res = frame
+            .get(format!("{}{cont}", tool.base))
+            .send()
+            .await
+            .unwrap();
+        let (client, picker) = if frame_sessions {
+            assert_eq!(res.status(), 303);
+            let to = res.headers()["location"].to_str().unwrap().to_string();
+            assert!(
+                to.starts_with("/f/") && to.contains("/lti/unmapped/"),
+                "{to}"
+            );
+            (frame, to)
+        } else {
+            assert_eq!(res.status(), 200, "the new-window page");
+            let ticket = cont.trim_start_matches("/lti/continue/");
+            let window = cookie_client();
+            let res = window
+                .post(format!("{}/lti/handoff/{ticket}", tool.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 303);
+            let to = res.headers()["location"].to_str().unwrap().to_string();
+            assert!(to.starts_with("/lti/unmapped/"), "{to}");
+            (window, to)
+        };
+        let (status, page) = get(&client, format!("{}{picker}", tool.base)).await;
+        assert_eq!(status, 200, "{frame_sessions}: {page}");
+        let csrf = csrf_of(&page);
+        let res = pick(
+            &tool,
+            &client,
+            &picker,
+            &[("csrf", &csrf), ("k", &k_of(&picker)), ("course", "intro")],
+        )
+        .await;
+        assert_eq!(
+            res.status(),
+            303,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let view = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(view.contains("/lti/instructor/"), "{view}");
+        assert_eq!(view.starts_with("/f/"), frame_sessions, "{view}");
+        let (status, page) = get(&client, format!("{}{view}", tool.base)).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Instructor view"), "{page}");
+    }
+}

@@ -690,11 +690,12 @@ async fn continue_get(
         let secret = state.config.secret.clone();
         let policy = state.config.sessions;
         let client = client_info(&req);
-        let started = state
+        let redeemed = state
             .store
             .write(move |tx| core_lti::redeem_ticket(tx, now, &secret, &policy, &ticket, &client))
             .await?;
-        let mut res = see_other(&crate::frame::frame_path(&started.token, &started.redirect));
+        let to = destination_for(&state, &redeemed);
+        let mut res = see_other(&crate::frame::frame_path(&redeemed.started.token, &to));
         res.headers_mut().insert(
             actix_web::http::header::REFERRER_POLICY,
             actix_web::http::header::HeaderValue::from_static("no-referrer"),
@@ -746,14 +747,43 @@ async fn handoff_post(
     let secret = state.config.secret.clone();
     let policy = state.config.sessions;
     let client = client_info(&req);
-    let started = state
+    let redeemed = state
         .store
         .write(move |tx| core_lti::redeem_ticket(tx, now, &secret, &policy, &ticket, &client))
         .await?;
-    let mut res = see_other(&started.redirect);
-    res.add_cookie(&crate::extract::session_cookie(&state, &started.token))
-        .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
+    let mut res = see_other(&destination_for(&state, &redeemed));
+    res.add_cookie(&crate::extract::session_cookie(
+        &state,
+        &redeemed.started.token,
+    ))
+    .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
     Ok(res)
+}
+
+/// Where a redeemed ticket goes. The instructor view's and the course
+/// picker's keys are bound to a session, and the ticket started a new one:
+/// a key the launch derived for its own session is derived again for it.
+fn destination_for(state: &AppState, r: &core_lti::Redeemed) -> String {
+    use crate::routes::{lti_instructor, lti_picker};
+    let to = &r.started.redirect;
+    let (path, query) = to.split_once('?').unwrap_or((to.as_str(), ""));
+    let k = query.strip_prefix("k=").unwrap_or("");
+    let ok = |key: String| coursegate_core::tokens::ct_eq(&key, k);
+    if let Some(link) = path.strip_prefix("/lti/instructor/") {
+        if ok(lti_instructor::instructor_key(
+            state,
+            &r.launch_session_id,
+            link,
+        )) {
+            return lti_instructor::instructor_path(state, &r.started.session_id, link);
+        }
+    }
+    if let Some(link) = path.strip_prefix("/lti/unmapped/") {
+        if ok(lti_picker::picker_key(state, &r.launch_session_id, link)) {
+            return lti_picker::picker_path(state, &r.started.session_id, link);
+        }
+    }
+    to.clone()
 }
 
 #[derive(Debug, Deserialize)]
