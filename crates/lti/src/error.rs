@@ -475,6 +475,10 @@ impl LtiError {
             (SubMissing | RolesMissing, Lms::Brightspace) => Some("in the LTI Advantage deployment, tick the security settings that send the user's id, name, email and org information."),
             (SubMissing | RolesMissing, Lms::Canvas) => Some("set the developer key's privacy level to at least \"Anonymous\" with user id, or \"Public\" for names and email."),
             (SubMissing | RolesMissing, Lms::Moodle) => Some("in the tool's Privacy settings, choose \"Always\" for sharing the launcher's name and email."),
+            (SubMissing | RolesMissing, Lms::Blackboard) => Some("on the tool's page under Administrator Panel › Integrations › LTI Tool Providers, tick Role in Course (and Name and Email Address) under \"User Fields to Send\"."),
+            (SubMissing | RolesMissing, Lms::Schoology) => Some("check the privacy settings of the app's LTI 1.3 configuration in Schoology's developer apps: the tool needs the user's id and roles on every launch."),
+            (SubMissing | RolesMissing, Lms::Sakai) => Some("in the tool's settings (Administration Workspace › External Tools), allow sending the user's name, email address and roster role to the tool."),
+            (SubMissing | RolesMissing, Lms::OpenEdx) => Some("in the component's settings in Studio, set \"Request user's username\" and \"Request user's email\" to True (the course must allow sharing personal data with LTI tools)."),
             (ResourceLinkMissing, Lms::Blackboard) => Some("launch the tool from a course content link, not from a system tool placement."),
             (DeploymentIdMissing, Lms::OpenEdx) => Some("Open edX always sends deployment id \"1\"; update xblock-lti-consumer."),
             (TokenExpired { .. } | IatInFuture { .. } | TokenTooOld { .. }, Lms::Brightspace) => Some("intermittent \"token not active\" errors usually mean the Brightspace and tool clocks differ by more than a minute."),
@@ -550,6 +554,8 @@ mod tests {
             LtiError::TargetLinkUriMissing,
             LtiError::NonceMissing,
             LtiError::NonceMismatch,
+            LtiError::SubMissing,
+            LtiError::RolesMissing,
         ];
         for e in &reasons {
             for lms in ALL {
