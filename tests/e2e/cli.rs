@@ -325,3 +325,43 @@ fn keys_rotate_waits_for_the_overlap_unless_forced() {
     let listed = assert_ok(&run_with(dir.path(), &env, &["keys", "list"]));
     assert!(listed.contains("\tRetired"), "{listed}");
 }
+
+each_backend! {
+    async fn platform_add_takes_repeated_trusted_audiences(backend) {
+        let cli = Cli::new(&backend);
+        let base = [
+            "platform", "add", "--issuer", "https://lms.example.edu", "--client-id", "tool-1",
+            "--auth-url", "https://lms.example.edu/auth", "--token-url", "https://lms.example.edu/token",
+            "--jwks-url", "https://lms.example.edu/jwks", "--deployment-id", "d1",
+        ];
+        let mut args = base.to_vec();
+        args.extend([
+            "--trusted-audience", "https://analytics.example.edu",
+            "--trusted-audience", "reporting-client",
+            "--trusted-audience", "https://analytics.example.edu",
+            "--trusted-audience", "tool-1",
+        ]);
+        let out = assert_ok(&cli.run(&args));
+        assert!(out.contains("  trusted audience https://analytics.example.edu\n  trusted audience reporting-client\n"), "{out}");
+        let out = assert_ok(&cli.run(&["platform", "list"]));
+        assert!(out.contains("  trusted audience reporting-client"), "{out}");
+
+        // Kept one per line, without duplicates or our own client_id.
+        let store = cli.store.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            store.read_blocking(|tx| repo::lti::find_platform(tx, "https://lms.example.edu", "tool-1"))
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .trusted_audiences;
+        assert_eq!(kept.as_deref(), Some("https://analytics.example.edu\nreporting-client"));
+
+        // An audience with a space is named and refused.
+        let mut args = base.to_vec();
+        args[5] = "tool-2";
+        args.extend(["--trusted-audience", "two words"]);
+        assert_fails_naming(&cli.run(&args), "--trusted-audience: \"two words\" contains a space");
+    }
+}

@@ -80,6 +80,8 @@ pub struct NewPlatform {
     pub lms: Option<String>,
     pub unknown_deployments: DeploymentPolicy,
     pub deployment_ids: Vec<String>,
+    /// Audiences the platform's id_tokens may name besides our client_id.
+    pub trusted_audiences: Vec<String>,
 }
 
 /// URLs must be https, except loopback hosts (development and tests).
@@ -94,6 +96,53 @@ pub fn validate_url(field: &'static str, s: &str) -> Result<String, CoreError> {
         "http" if loopback => Ok(s.to_string()),
         _ => Err(CoreError::invalid(field, "must be an https:// URL")),
     }
+}
+
+/// Checks a registration's trusted audiences and keeps them one per line
+/// (`None` for none). Our own client_id is always accepted, so it is not
+/// listed; duplicates are dropped.
+pub fn trusted_audiences_text(
+    client_id: &str,
+    list: &[String],
+) -> Result<Option<String>, CoreError> {
+    let mut out: Vec<String> = Vec::new();
+    for a in list.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+        if a.len() > 1000 {
+            return Err(CoreError::invalid(
+                "trusted_audience",
+                "an audience is too long",
+            ));
+        }
+        if a.chars().any(char::is_whitespace) {
+            return Err(CoreError::invalid(
+                "trusted_audience",
+                format!("{a:?} contains a space; put one audience per line"),
+            ));
+        }
+        if a == client_id || out.iter().any(|o| o == a) {
+            continue;
+        }
+        out.push(a.to_string());
+    }
+    if out.len() > 20 {
+        return Err(CoreError::invalid(
+            "trusted_audience",
+            "at most 20 audiences",
+        ));
+    }
+    Ok((!out.is_empty()).then(|| out.join("\n")))
+}
+
+/// A registration's trusted audiences as a list.
+pub fn trusted_audiences(p: &LtiPlatform) -> Vec<String> {
+    p.trusted_audiences
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn required(field: &'static str, s: &str) -> Result<String, CoreError> {
@@ -126,6 +175,7 @@ pub fn add_platform(
             "a platform with issuer {issuer} and client_id {client_id} is already registered"
         )));
     }
+    let trusted_audiences = trusted_audiences_text(&client_id, &p.trusted_audiences)?;
     let n = now.naive_utc();
     let platform = LtiPlatform {
         id: new_id(),
@@ -154,6 +204,7 @@ pub fn add_platform(
         active: true,
         created_at: n,
         updated_at: n,
+        trusted_audiences,
     };
     repo::lti::insert_platform(tx, &platform)?;
     let mut deployments = Vec::new();
@@ -392,6 +443,33 @@ pub enum LaunchResult {
     },
 }
 
+/// Starts the session of an LTI launch (or of its new-window handoff) that
+/// lands on a page of the LTI door itself (instructor view, picker, Deep
+/// Linking) rather than in a course the learner is enrolled in.
+fn start_lti_session(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    secret: &Secret,
+    policy: &SessionPolicy,
+    learner_id: &str,
+    client: &ClientInfo,
+) -> Result<Started, CoreError> {
+    sessions::start_learner_session(
+        tx,
+        now,
+        secret,
+        policy,
+        StartLearner {
+            identity: IdentityRef::Learner {
+                learner_id: learner_id.to_string(),
+            },
+            destination: Destination::Dashboard,
+            via: "lti".into(),
+            client: client.clone(),
+        },
+    )
+}
+
 /// Completes a verified launch in one transaction: consumes state and nonce,
 /// checks the deployment, links the identity, maps the resource link to a
 /// course, upserts the enrolment and starts the session.
@@ -553,20 +631,7 @@ pub fn complete_launch(
                 "Only instructors can choose content for a course.",
             ));
         }
-        let started = sessions::start_learner_session(
-            tx,
-            now,
-            secret,
-            policy,
-            StartLearner {
-                identity: IdentityRef::Learner {
-                    learner_id: learner.id.clone(),
-                },
-                destination: Destination::Dashboard,
-                via: "lti".into(),
-                client: client.clone(),
-            },
-        )?;
+        let started = start_lti_session(tx, now, secret, policy, &learner.id, client)?;
         let settings = v.deep_link.clone().ok_or_else(|| {
             CoreError::refused(
                 "deep_linking_settings_missing",
@@ -607,20 +672,7 @@ pub fn complete_launch(
 
     let Some(course) = course else {
         if v.is_instructor {
-            let started = sessions::start_learner_session(
-                tx,
-                now,
-                secret,
-                policy,
-                StartLearner {
-                    identity: IdentityRef::Learner {
-                        learner_id: learner.id.clone(),
-                    },
-                    destination: Destination::Dashboard,
-                    via: "lti".into(),
-                    client: client.clone(),
-                },
-            )?;
+            let started = start_lti_session(tx, now, secret, policy, &learner.id, client)?;
             return Ok(LaunchResult::Session {
                 started,
                 course_slug: None,
@@ -638,20 +690,7 @@ pub fn complete_launch(
     // An instructor of a resource link gets the instructor view of its
     // course, not an enrolment as a learner.
     if let (true, Some(rl)) = (v.is_instructor, link_row.as_ref()) {
-        let started = sessions::start_learner_session(
-            tx,
-            now,
-            secret,
-            policy,
-            StartLearner {
-                identity: IdentityRef::Learner {
-                    learner_id: learner.id.clone(),
-                },
-                destination: Destination::Dashboard,
-                via: "lti".into(),
-                client: client.clone(),
-            },
-        )?;
+        let started = start_lti_session(tx, now, secret, policy, &learner.id, client)?;
         audit::record(
             tx,
             now,
@@ -728,6 +767,182 @@ pub fn complete_launch(
         learner_id: learner.id,
         resource_link_id: link_row.map(|r| r.id),
         instructor: v.is_instructor,
+    })
+}
+
+/// Connects an unmapped resource link to a published course: an
+/// instructor's pick on the course picker after launching the link. The
+/// caller has checked that the session was started by an instructor launch
+/// of this very link. A link that already has a course is never remapped
+/// here ([`staff_map_resource_link`] or the link's `course` custom
+/// parameter, sent on every launch, do).
+pub fn map_resource_link(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    link_id: &str,
+    course_slug: &str,
+    actor: &Actor,
+) -> Result<(LtiResourceLink, coursegate_store::models::Course), CoreError> {
+    let link = repo::lti::get_resource_link(tx, link_id)?.ok_or_else(|| {
+        CoreError::refused(
+            "resource_link_unknown",
+            "This activity is not known to the tool. Open it again from the LMS.",
+        )
+    })?;
+    if link.course_id.is_some() {
+        return Err(already_mapped());
+    }
+    let course = repo::courses::get_by_slug(tx, course_slug.trim())?
+        .filter(|c| c.published)
+        .ok_or_else(|| {
+            CoreError::refused(
+                "course_unknown",
+                format!(
+                    "There is no published course {:?} to connect this activity to.",
+                    course_slug.trim()
+                ),
+            )
+        })?;
+    if !repo::lti::map_unmapped_resource_link(tx, &link.id, &course.id, now.naive_utc())? {
+        return Err(already_mapped());
+    }
+    audit::record(
+        tx,
+        now,
+        actor,
+        "lti.resource_link.mapped",
+        Some(("lti_resource_link", &link.id)),
+        json!({
+            "course": course.slug,
+            "platform": link.platform_id,
+            "deployment_id": link.deployment_id,
+            "context_id": link.context_id,
+            "resource_link_id": link.resource_link_id,
+        }),
+    )?;
+    let link =
+        repo::lti::get_resource_link(tx, link_id)?.ok_or(CoreError::NotFound("resource link"))?;
+    Ok((link, course))
+}
+
+fn already_mapped() -> CoreError {
+    CoreError::refused(
+        "resource_link_already_mapped",
+        "This activity is already connected to a course, so it cannot be connected again from here. To change its course, ask the training provider's staff (LMS platforms › Resource links), or set the link's course=<slug> custom parameter in the LMS.",
+    )
+}
+
+/// Staff connect a platform's resource link to a course, move it to another
+/// one, or disconnect it (`course_slug` `None`). Unlike the instructor's
+/// picker, staff may remap. A `course` custom parameter on the link still
+/// wins at its next launch.
+pub fn staff_map_resource_link(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    platform_id: &str,
+    link_id: &str,
+    course_slug: Option<&str>,
+    actor: &Actor,
+) -> Result<LtiResourceLink, CoreError> {
+    let mut link = repo::lti::get_resource_link(tx, link_id)?
+        .filter(|l| l.platform_id == platform_id)
+        .ok_or(CoreError::NotFound("resource link"))?;
+    let course = match course_slug.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(slug) => Some(
+            repo::courses::get_by_slug(tx, slug)?
+                .filter(|c| c.published)
+                .ok_or_else(|| {
+                    CoreError::refused(
+                        "course_unknown",
+                        format!(
+                            "There is no published course {slug:?} to connect this activity to."
+                        ),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let before = link.course_id.clone();
+    link.course_id = course.as_ref().map(|c| c.id.clone());
+    if link.course_id == before {
+        return Ok(link);
+    }
+    link.updated_at = now.naive_utc();
+    repo::lti::update_resource_link(tx, &link)?;
+    let previous = match &before {
+        Some(id) => repo::courses::get(tx, id)?.map(|c| c.slug),
+        None => None,
+    };
+    audit::record(
+        tx,
+        now,
+        actor,
+        if course.is_some() {
+            "lti.resource_link.mapped"
+        } else {
+            "lti.resource_link.unmapped"
+        },
+        Some(("lti_resource_link", &link.id)),
+        json!({
+            "course": course.as_ref().map(|c| c.slug.clone()),
+            "previous_course": previous,
+            "platform": link.platform_id,
+            "deployment_id": link.deployment_id,
+            "context_id": link.context_id,
+            "resource_link_id": link.resource_link_id,
+        }),
+    )?;
+    Ok(link)
+}
+
+/// A platform's resource link for staff pages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceLinkView {
+    pub id: String,
+    pub deployment_id: String,
+    pub context_title: Option<String>,
+    pub title: Option<String>,
+    pub resource_link_id: String,
+    pub course_slug: Option<String>,
+    pub course_title: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The newest resource links of a platform (at most `limit`).
+pub fn resource_link_views(
+    tx: &mut Tx,
+    platform_id: &str,
+    limit: i64,
+) -> Result<Vec<ResourceLinkView>, CoreError> {
+    let mut out = Vec::new();
+    for l in
+        repo::lti::resource_links_of_platform(tx, platform_id, repo::Page { limit, offset: 0 })?
+    {
+        let course = match &l.course_id {
+            Some(id) => repo::courses::get(tx, id)?,
+            None => None,
+        };
+        out.push(ResourceLinkView {
+            id: l.id,
+            deployment_id: l.deployment_id,
+            context_title: l.context_title,
+            title: l.title,
+            resource_link_id: l.resource_link_id,
+            course_slug: course.as_ref().map(|c| c.slug.clone()),
+            course_title: course.map(|c| c.title),
+            created_at: crate::access::utc(l.created_at),
+        });
+    }
+    Ok(out)
+}
+
+/// The resource link `id`, for the course picker.
+pub fn resource_link(tx: &mut Tx, id: &str) -> Result<LtiResourceLink, CoreError> {
+    repo::lti::get_resource_link(tx, id)?.ok_or_else(|| {
+        CoreError::refused(
+            "resource_link_unknown",
+            "This activity is not known to the tool. Open it again from the LMS.",
+        )
     })
 }
 
@@ -838,6 +1053,15 @@ pub fn peek_ticket(
     Ok(t)
 }
 
+/// A redeemed handoff ticket: the new session (its `redirect` is the
+/// launch's destination) and the id of the session the launch started,
+/// which keys in that destination were derived from.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    pub started: Started,
+    pub launch_session_id: String,
+}
+
 /// Uses a ticket: a fresh first-party session for the same learner.
 pub fn redeem_ticket(
     tx: &mut Tx,
@@ -846,7 +1070,7 @@ pub fn redeem_ticket(
     policy: &SessionPolicy,
     ticket: &str,
     client: &ClientInfo,
-) -> Result<Started, CoreError> {
+) -> Result<Redeemed, CoreError> {
     let t = peek_ticket(tx, now, secret, ticket)?;
     if !repo::lti::consume_ticket(tx, &t.id, now.naive_utc())? {
         return Err(CoreError::refused(
@@ -854,22 +1078,12 @@ pub fn redeem_ticket(
             "This sign-in link was already used. Start the activity again from your course.",
         ));
     }
-    let mut started = sessions::start_learner_session(
-        tx,
-        now,
-        secret,
-        policy,
-        StartLearner {
-            identity: IdentityRef::Learner {
-                learner_id: t.learner_id.clone(),
-            },
-            destination: Destination::Dashboard,
-            via: "lti".into(),
-            client: client.clone(),
-        },
-    )?;
+    let mut started = start_lti_session(tx, now, secret, policy, &t.learner_id, client)?;
     started.redirect = t.redirect;
-    Ok(started)
+    Ok(Redeemed {
+        started,
+        launch_session_id: t.session_id,
+    })
 }
 
 /// The open Deep Linking request `id` of this session, with its platform.
@@ -957,6 +1171,15 @@ pub struct PlatformEdit {
     pub lms: Option<String>,
     pub unknown_deployments: DeploymentPolicy,
     pub active: bool,
+    pub trusted_audiences: Vec<String>,
+}
+
+/// A saved edit: the registration as it is now, and the JWKS URL it had
+/// before (the caller forgets the keys cached for both).
+#[derive(Debug, Clone)]
+pub struct PlatformUpdated {
+    pub platform: LtiPlatform,
+    pub previous_jwks_url: String,
 }
 
 pub fn update_platform(
@@ -965,8 +1188,9 @@ pub fn update_platform(
     id: &str,
     e: PlatformEdit,
     actor: &Actor,
-) -> Result<LtiPlatform, CoreError> {
+) -> Result<PlatformUpdated, CoreError> {
     let mut p = repo::lti::get_platform(tx, id)?.ok_or(CoreError::NotFound("platform"))?;
+    let previous_jwks_url = p.jwks_url.clone();
     p.name = required("name", &e.name)?;
     p.auth_url = validate_url("auth_url", &e.auth_url)?;
     p.token_url = validate_url("token_url", &e.token_url)?;
@@ -985,6 +1209,7 @@ pub fn update_platform(
         .filter(|a| !a.is_empty());
     p.unknown_deployments = e.unknown_deployments.as_str().to_string();
     p.active = e.active;
+    p.trusted_audiences = trusted_audiences_text(&p.client_id, &e.trusted_audiences)?;
     p.updated_at = now.naive_utc();
     repo::lti::update_platform(tx, &p)?;
     audit::record(
@@ -993,9 +1218,17 @@ pub fn update_platform(
         actor,
         "lti.platform.updated",
         Some(("lti_platform", &p.id)),
-        json!({ "issuer": p.issuer, "client_id": p.client_id }),
+        json!({
+            "issuer": p.issuer,
+            "client_id": p.client_id,
+            "jwks_url_changed": p.jwks_url != previous_jwks_url,
+            "trusted_audiences": trusted_audiences(&p),
+        }),
     )?;
-    Ok(p)
+    Ok(PlatformUpdated {
+        platform: p,
+        previous_jwks_url,
+    })
 }
 
 /// Approves (active), disables or re-enables one deployment.
@@ -1047,6 +1280,7 @@ pub struct PlatformView {
     pub lms: Option<String>,
     pub unknown_deployments: String,
     pub active: bool,
+    pub trusted_audiences: Vec<String>,
     pub deployments: Vec<DeploymentView>,
 }
 
@@ -1082,6 +1316,7 @@ fn view_of(tx: &mut Tx, p: LtiPlatform) -> Result<PlatformView, CoreError> {
         })
         .collect();
     Ok(PlatformView {
+        trusted_audiences: trusted_audiences(&p),
         id: p.id,
         name: p.name,
         issuer: p.issuer,
@@ -1182,6 +1417,7 @@ pub fn add_dynamic_registration(
             lms: r.lms,
             unknown_deployments: policy,
             deployment_ids: r.deployment_id.into_iter().collect(),
+            trusted_audiences: Vec::new(),
         },
     )?;
     audit::record(

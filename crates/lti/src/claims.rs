@@ -256,6 +256,15 @@ impl LaunchClaims {
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| Role::parse(r).is_admin())
     }
+    /// An Instructor, ContentDeveloper or Administrator of the launch's own
+    /// context (a membership role, not an institution or system role, and
+    /// not a teaching assistant).
+    pub fn is_context_instructor(&self) -> bool {
+        self.roles.iter().any(|r| {
+            let role = Role::parse(r);
+            role.scope == RoleScope::Membership && role.is_instructor()
+        })
+    }
     /// Best display name: `name`, else given + family, else email.
     pub fn display_name(&self) -> Option<String> {
         if let Some(n) = self.name.as_deref().filter(|s| !s.trim().is_empty()) {

@@ -408,7 +408,8 @@ impl LtiError {
             KidUnknown { .. } => "Check the platform's public keyset URL registered in this tool; the tool re-downloads keys on an unknown kid at most once a minute, so retry in a minute after the LMS rotated its keys.",
             BadSignature => "Check that the public keyset URL registered in this tool belongs to this LMS (and this LMS instance: production, beta and test differ).",
             IssMismatch { .. } => "Register the platform in this tool with exactly the issuer the LMS sends (scheme, host and path; no trailing slash unless the LMS sends one).",
-            AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. } => "Check the client ID registered in this tool: it must be the one the LMS assigned to this tool.",
+            AudMismatch { .. } | AzpMismatch { .. } | AzpMissing => "Check the client ID registered in this tool: it must be the one the LMS assigned to this tool.",
+            AudUntrusted { .. } => "The token also names another audience than this tool's client ID. If the LMS does that on purpose, add that audience to the registration's trusted audiences in this tool (tokens with several audiences must then name this tool's client ID as azp); otherwise check the client ID registered in this tool.",
             ExpMissing | IatMissing => "The LMS must send exp and iat in every launch token; update the LMS or its LTI plugin.",
             TokenExpired { .. } | IatInFuture { .. } | TokenTooOld { .. } | TokenNotYetValid { .. } => "Make sure both the LMS server and this tool's server keep time with NTP; then launch again from the LMS instead of reloading the page.",
             NonceMissing | NonceMismatch => "Launch again from the LMS. If it keeps failing, the browser may block this tool's cookies: open the tool in a new window.",
@@ -441,22 +442,43 @@ impl LtiError {
             (KidUnknown { .. } | BadSignature | JwksFetchFailed { .. }, Lms::Brightspace) => Some("Brightspace rotates its keys about hourly; the keyset URL is shown on the LTI Advantage registration page (…/d2l/.well-known/jwks)."),
             (KidUnknown { .. } | BadSignature | JwksFetchFailed { .. }, Lms::Blackboard) => Some("the keyset URL is the one shown in the Anthology Developer Portal for your application (https://developer.blackboard.com/api/v1/management/applications/<application id>/jwks.json)."),
             (KidUnknown { .. } | BadSignature | JwksFetchFailed { .. }, Lms::Schoology) => Some("keys are published by https://lti-service.svc.schoology.com/lti-service/.well-known/jwks."),
+            (KidUnknown { .. } | BadSignature | JwksFetchFailed { .. }, Lms::Sakai) => Some("copy the platform keyset URL from the tool's LTI 1.3 settings in Sakai's Administration Workspace (External Tools); it is on the Sakai server's own address."),
+            (KidUnknown { .. } | BadSignature | JwksFetchFailed { .. }, Lms::OpenEdx) => Some("every LTI 1.3 component has its own platform key unless it uses a reusable configuration; copy the \"Keyset URL\" shown in that component's LTI settings in Studio."),
             (IssMismatch { .. }, Lms::Canvas) => Some("Instructure-hosted Canvas always sends https://canvas.instructure.com (beta: https://canvas.beta.instructure.com, test: https://canvas.test.instructure.com), not your school's Canvas address."),
             (IssMismatch { .. }, Lms::Moodle) => Some("the issuer is the Moodle site's URL (wwwroot) exactly."),
             (IssMismatch { .. }, Lms::Blackboard) => Some("the issuer is https://blackboard.com for every Learn site."),
             (IssMismatch { .. }, Lms::Schoology) => Some("the issuer is https://schoology.schoology.com."),
             (IssMismatch { .. }, Lms::Sakai) => Some("the issuer is the Sakai server's URL."),
-            (AudMismatch { .. } | AzpMismatch { .. }, Lms::Canvas) => Some("the client ID is the developer key's number (e.g. 10000000000001), not the key's secret."),
-            (AudMismatch { .. } | AzpMismatch { .. }, Lms::Moodle) => Some("the client ID is shown in Site administration › Plugins › External tool › Manage tools › tool details."),
-            (AudMismatch { .. } | AzpMismatch { .. }, Lms::Blackboard) => Some("the client ID is the Application ID from the Anthology Developer Portal."),
-            (AudMismatch { .. } | AzpMismatch { .. }, Lms::OpenEdx) => Some("each LTI component has its own client ID unless a reusable configuration is used; copy the one shown in the component's settings."),
+            (IssMismatch { .. }, Lms::Brightspace) => Some("the issuer is your Brightspace site's URL (e.g. https://school.brightspace.com), as shown on the tool registration's page."),
+            (IssMismatch { .. }, Lms::OpenEdx) => Some("the issuer is the LMS root URL of the Open edX site (its LMS_ROOT_URL), not the Studio address."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::Canvas) => Some("the client ID is the developer key's number (e.g. 10000000000001), not the key's secret."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::Moodle) => Some("the client ID is shown in Site administration › Plugins › External tool › Manage tools › tool details."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::Blackboard) => Some("the client ID is the Application ID from the Anthology Developer Portal."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::OpenEdx) => Some("each LTI component has its own client ID unless a reusable configuration is used; copy the one shown in the component's settings."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::Brightspace) => Some("the client ID is shown on the tool's registration page (Manage Extensibility › LTI Advantage); Brightspace sends a single audience."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::Schoology) => Some("the client ID is shown in the LTI 1.3 settings of the app in Schoology's developer apps; every school that installs the app shares it."),
+            (AudMismatch { .. } | AzpMismatch { .. } | AzpMissing | AudUntrusted { .. }, Lms::Sakai) => Some("the client ID is shown in the tool's LTI 1.3 settings in Sakai's Administration Workspace (External Tools)."),
             (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::Canvas) => Some("in the developer key, set \"OpenID Connect Initiation Url\" to /lti/login and \"Target Link URI\" and \"Redirect URIs\" to /lti/launch."),
             (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::Moodle) => Some("in the tool settings, set \"Initiate login URL\" to /lti/login, \"Redirection URI(s)\" and \"Tool URL\" to /lti/launch."),
+            (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::Brightspace) => Some("in the tool registration, set \"OpenID Connect Login URL\" to /lti/login and \"Redirect URLs\" to /lti/launch, and the deployment's links' \"Target Link URI\" to /lti/launch."),
+            (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::Blackboard) => Some("in the application on the Anthology Developer Portal, set \"Login Initiation URL\" to /lti/login and \"Tool Redirect URL(s)\" and \"Target Link URI\" to /lti/launch."),
+            (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::Schoology) => Some("in the app's LTI 1.3 settings in Schoology's developer apps, set the OpenID Connect login initiation URL to /lti/login and the redirect URL(s) and launch URL to /lti/launch."),
+            (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::Sakai) => Some("in the tool's LTI 1.3 settings (Administration Workspace › External Tools), set the tool's OIDC login initiation URL to /lti/login and its redirect endpoint(s) and launch URL to /lti/launch."),
+            (LoginParamMissing { .. } | LoginParamInvalid { .. } | TargetLinkUriMismatch { .. } | TargetLinkUriMissing, Lms::OpenEdx) => Some("in the component's LTI 1.3 settings in Studio, set \"Tool Initiate Login URL\" to /lti/login and \"Tool Launch URL\" to /lti/launch."),
             (NonceMissing | NonceMismatch, Lms::Moodle) => Some("Moodle accepts each launch only once per session; launch again from the course page rather than going back."),
             (NonceMissing | NonceMismatch, Lms::Brightspace) => Some("Brightspace opens tools in an iframe by default; set the link to open in a new window if launches keep failing."),
+            (NonceMissing | NonceMismatch, Lms::Canvas) => Some("Canvas shows tools in an iframe; if the browser blocks third-party cookies, set the assignment or link to load in a new tab."),
+            (NonceMissing | NonceMismatch, Lms::Blackboard) => Some("a link shown inside Learn's frame loses its cookies in browsers that block third-party cookies; set the link to open in a new window."),
+            (NonceMissing | NonceMismatch, Lms::Schoology) => Some("Schoology shows tools in an iframe; in browsers that block third-party cookies, open the material in a new window."),
+            (NonceMissing | NonceMismatch, Lms::Sakai) => Some("Sakai offers LTI platform storage (lti_storage_target) to keep the login state when the frame has no cookies; make sure the page is not opened outside Sakai's frame, and launch again from the site."),
+            (NonceMissing | NonceMismatch, Lms::OpenEdx) => Some("set the component's \"LTI Launch Target\" to a new window if launches inside the course page keep failing."),
             (SubMissing | RolesMissing, Lms::Brightspace) => Some("in the LTI Advantage deployment, tick the security settings that send the user's id, name, email and org information."),
             (SubMissing | RolesMissing, Lms::Canvas) => Some("set the developer key's privacy level to at least \"Anonymous\" with user id, or \"Public\" for names and email."),
             (SubMissing | RolesMissing, Lms::Moodle) => Some("in the tool's Privacy settings, choose \"Always\" for sharing the launcher's name and email."),
+            (SubMissing | RolesMissing, Lms::Blackboard) => Some("on the tool's page under Administrator Panel › Integrations › LTI Tool Providers, tick Role in Course (and Name and Email Address) under \"User Fields to Send\"."),
+            (SubMissing | RolesMissing, Lms::Schoology) => Some("check the privacy settings of the app's LTI 1.3 configuration in Schoology's developer apps: the tool needs the user's id and roles on every launch."),
+            (SubMissing | RolesMissing, Lms::Sakai) => Some("in the tool's settings (Administration Workspace › External Tools), allow sending the user's name, email address and roster role to the tool."),
+            (SubMissing | RolesMissing, Lms::OpenEdx) => Some("in the component's settings in Studio, set \"Request user's username\" and \"Request user's email\" to True (the course must allow sharing personal data with LTI tools)."),
             (ResourceLinkMissing, Lms::Blackboard) => Some("launch the tool from a course content link, not from a system tool placement."),
             (DeploymentIdMissing, Lms::OpenEdx) => Some("Open edX always sends deployment id \"1\"; update xblock-lti-consumer."),
             (TokenExpired { .. } | IatInFuture { .. } | TokenTooOld { .. }, Lms::Brightspace) => Some("intermittent \"token not active\" errors usually mean the Brightspace and tool clocks differ by more than a minute."),
@@ -485,3 +507,86 @@ fn status_suffix(status: Option<u16>) -> String {
 }
 
 pub type Result<T, E = LtiError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Lms; 7] = [
+        Lms::Canvas,
+        Lms::Moodle,
+        Lms::Brightspace,
+        Lms::Blackboard,
+        Lms::Schoology,
+        Lms::Sakai,
+        Lms::OpenEdx,
+    ];
+
+    /// The launch refusals an LMS administrator fixes in the LMS's own
+    /// settings have advice for every LMS the tool knows.
+    #[test]
+    fn launch_refusals_with_lms_advice_cover_every_lms() {
+        let reasons = [
+            LtiError::KidUnknown { kid: "k".into() },
+            LtiError::BadSignature,
+            LtiError::JwksFetchFailed {
+                url: "https://lms.example/jwks".into(),
+                status: None,
+                reason: "refused".into(),
+            },
+            LtiError::IssMismatch {
+                expected: "a".into(),
+                got: "b".into(),
+            },
+            LtiError::AudMismatch {
+                client_id: "c".into(),
+                got: vec!["d".into()],
+            },
+            LtiError::AudUntrusted {
+                audience: "e".into(),
+            },
+            LtiError::AzpMissing,
+            LtiError::AzpMismatch {
+                client_id: "c".into(),
+                got: "f".into(),
+            },
+            LtiError::LoginParamMissing { param: "iss" },
+            LtiError::TargetLinkUriMissing,
+            LtiError::NonceMissing,
+            LtiError::NonceMismatch,
+            LtiError::SubMissing,
+            LtiError::RolesMissing,
+        ];
+        for e in &reasons {
+            for lms in ALL {
+                assert!(
+                    e.lms_advice(lms).is_some(),
+                    "{} has no advice for {}",
+                    e.code(),
+                    lms.name()
+                );
+                let advice = e.advice(Some(lms.name()));
+                assert!(
+                    advice.contains(&format!("{}: ", lms.name())),
+                    "{}: {advice}",
+                    e.code()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_lms_name_parses_back() {
+        for lms in ALL {
+            assert_eq!(Lms::parse(lms.name()), Some(lms));
+        }
+    }
+
+    #[test]
+    fn an_untrusted_audience_points_at_the_trusted_audiences_setting() {
+        let e = LtiError::AudUntrusted {
+            audience: "x".into(),
+        };
+        assert!(e.advice(None).contains("trusted audiences"));
+    }
+}

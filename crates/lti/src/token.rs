@@ -303,6 +303,12 @@ impl Expectations {
         self.allow_anonymous = yes;
         self
     }
+    /// Audiences besides our client_id the platform's tokens may name (then
+    /// `azp` must be our client_id).
+    pub fn with_trusted_audiences(mut self, audiences: Vec<String>) -> Self {
+        self.trusted_audiences = audiences;
+        self
+    }
 }
 
 /// One step of verification, for the flight recorder.

@@ -699,3 +699,25 @@ fn codes_are_unique_snake_case_and_advice_mentions_lms() {
         Some(crate::Lms::Blackboard)
     );
 }
+
+#[test]
+fn only_context_roles_may_connect_an_unmapped_link() {
+    let lis = "http://purl.imsglobal.org/vocab/lis/v2/";
+    for (role, context_instructor) in [
+        (format!("{lis}membership#Instructor"), true),
+        (format!("{lis}membership#ContentDeveloper"), true),
+        (format!("{lis}membership#Administrator"), true),
+        ("Instructor".to_string(), true),
+        (
+            format!("{lis}membership/Instructor#TeachingAssistant"),
+            false,
+        ),
+        (format!("{lis}institution/person#Faculty"), false),
+        (format!("{lis}institution/person#Instructor"), false),
+        (format!("{lis}system/person#Administrator"), false),
+        (format!("{lis}membership#Learner"), false),
+    ] {
+        let c = verify(&minter().roles(&[role.as_str()]).mint()).unwrap();
+        assert_eq!(c.is_context_instructor(), context_instructor, "{role}");
+    }
+}

@@ -58,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::dev::configure(cfg);
     routes::lti::configure(cfg);
     routes::lti_instructor::configure(cfg);
+    routes::lti_picker::configure(cfg);
     routes::lti_registration::configure(cfg);
     crate::api::configure(cfg);
     routes::staff_lms::configure(cfg);

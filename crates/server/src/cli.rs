@@ -135,6 +135,10 @@ pub enum PlatformCmd {
         /// What to do with unknown deployment ids: reject, or pending (kept for staff approval).
         #[arg(long, default_value = "reject")]
         unknown_deployments: String,
+        /// Another audience the platform's id_tokens may name besides our
+        /// client_id (repeat for several); such tokens must carry azp = our client_id.
+        #[arg(long = "trusted-audience")]
+        trusted_audiences: Vec<String>,
     },
     /// List registered platforms and their deployments.
     List,
@@ -389,6 +393,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             audience,
             lms,
             unknown_deployments,
+            trusted_audiences,
         }) => {
             let policy = coursegate_core::lti::DeploymentPolicy::parse(&unknown_deployments)
                 .map_err(cli_err)?;
@@ -412,6 +417,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             lms,
                             unknown_deployments: policy,
                             deployment_ids,
+                            trusted_audiences,
                         },
                     )
                 })
@@ -422,6 +428,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             for d in &deps {
                 println!("  deployment {}", d.deployment_id);
+            }
+            for a in coursegate_core::lti::trusted_audiences(&p) {
+                println!("  trusted audience {a}");
             }
             println!();
             println!("Values for the LMS administrator:");
@@ -460,6 +469,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 for d in deps {
                     println!("  deployment {} ({})", d.deployment_id, d.status);
+                }
+                for a in coursegate_core::lti::trusted_audiences(&p) {
+                    println!("  trusted audience {a}");
                 }
             }
             Ok(())

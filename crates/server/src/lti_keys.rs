@@ -72,6 +72,14 @@ impl LtiRuntime {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// Forgets this instance's cached keys of a JWKS URL (after a
+    /// registration's URL changed). The cache is keyed by URL, so an edited
+    /// registration never gets the old URL's keys on any instance; this makes
+    /// the editing instance refetch even a URL it had cached before.
+    pub fn forget_platform_keys(&self, jwks_url: &str) {
+        self.jwks.invalidate(jwks_url);
+    }
 }
 
 /// The tool's public JWKS document.

@@ -102,6 +102,7 @@ async fn harness(policy: DeploymentPolicy) -> Harness {
                     lms: None,
                     unknown_deployments: policy,
                     deployment_ids: vec![testing::DEPLOYMENT_ID.into()],
+                    trusted_audiences: Vec::new(),
                 },
             )
         })
@@ -769,7 +770,22 @@ async fn unmapped_links_guide_instructors_and_tell_learners() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["location"], "/lti/unmapped");
+    // The instructor of the context gets the picker of this very link.
+    let picker = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(picker.starts_with("/lti/unmapped/"), "{picker}");
+    assert!(picker.contains("?k="), "{picker}");
+    let page = h
+        .client
+        .get(format!("{}{picker}", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-course=\"intro\""), "{page}");
+    assert!(page.contains("name=\"csrf\""), "{page}");
+    // Without a resource link's key, the guide with the course slugs.
     let page = h
         .client
         .get(format!("{}/lti/unmapped", h.base))

@@ -177,6 +177,8 @@ pub struct LtiPlatform {
     pub active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Further audiences its id_tokens may name besides our client_id, one per line.
+    pub trusted_audiences: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]

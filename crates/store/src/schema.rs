@@ -195,6 +195,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        trusted_audiences -> Nullable<Text>,
     }
 }
 

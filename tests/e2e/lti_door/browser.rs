@@ -323,3 +323,96 @@ async fn framed_launch(test: &str, storage: bool) {
     c.close().await.unwrap();
     drop(driver);
 }
+
+/// An instructor launches, in the LMS frame with third-party cookies
+/// blocked, a link that is connected to no course: the picker opens in the
+/// frame session, "Use this course" connects the link, and the instructor
+/// view of the link follows, still in the frame.
+#[actix_web::test]
+async fn an_instructor_picks_the_course_of_an_unmapped_link_in_the_frame() {
+    let test = "browser::an_instructor_picks_the_course_of_an_unmapped_link_in_the_frame";
+    let (Some(chromium), Some(chromedriver)) = (
+        find_exe(&["chromium", "chromium-browser", "google-chrome"]),
+        find_exe(&["chromedriver"]),
+    ) else {
+        skip(test, "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let driver = match start_driver(&chromedriver).await {
+        Ok(d) => d,
+        Err(e) => return skip(test, &e),
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let c = match connect(&driver, &chromium, profile.path()).await {
+        Ok(c) => c,
+        Err(e) => return skip(test, &e),
+    };
+    let shots = Shots(std::env::var_os("COURSEGATE_SCREENSHOTS").map(PathBuf::from));
+    let tool = Tool::start(Opts::default()).await;
+    c.goto(&format!(
+        "http://localhost:{}/lms-instructor",
+        tool.platform.port
+    ))
+    .await
+    .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("iframe#tool"))
+        .await
+        .unwrap();
+    c.enter_frame(0).await.unwrap();
+    wait_source(&c, "the course picker in the frame", |s| {
+        s.contains("Choose the course for this activity")
+    })
+    .await;
+    let at = c.execute("return location.pathname", vec![]).await.unwrap();
+    let at = at.as_str().unwrap_or_default().to_string();
+    c.enter_parent_frame().await.unwrap();
+    shots.take(&c, "picker-1-in-frame").await;
+    c.enter_frame(0).await.unwrap();
+    c.find(Locator::Css("li[data-course='intro'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_source(&c, "the instructor view in the frame", |s| {
+        s.contains("Instructor view")
+    })
+    .await;
+    let view = c.execute("return location.pathname", vec![]).await.unwrap();
+    let view = view.as_str().unwrap_or_default().to_string();
+    c.enter_parent_frame().await.unwrap();
+    shots.take(&c, "picker-2-instructor-view").await;
+    assert!(view.contains("/lti/instructor/"), "{view}");
+    // Both pages stayed in the same kind of session: the frame session in
+    // the path when the browser kept no cookie, else the cookie.
+    assert_eq!(
+        at.starts_with("/f/"),
+        view.starts_with("/f/"),
+        "{at} → {view}"
+    );
+    let mapped = tool
+        .store
+        .read_blocking(|tx| {
+            let p = coursegate_store::repo::lti::find_platform(
+                tx,
+                coursegate_lti::testing::ISSUER,
+                coursegate_lti::testing::CLIENT_ID,
+            )?
+            .unwrap();
+            coursegate_store::repo::lti::find_resource_link(
+                tx,
+                &p.id,
+                coursegate_lti::testing::DEPLOYMENT_ID,
+                "rl-browser-unmapped",
+            )
+        })
+        .unwrap()
+        .and_then(|l| l.course_id);
+    assert!(mapped.is_some(), "the link is connected to a course");
+    let mut err = std::io::stderr();
+    let _ = std::io::Write::write_all(&mut err, format!("picker path: {at}\n").as_bytes());
+    c.close().await.unwrap();
+    drop(driver);
+}

@@ -218,12 +218,22 @@ async fn platform_auth(st: web::Data<PlatformState>, req: HttpRequest) -> HttpRe
         .get("login_hint")
         .cloned()
         .unwrap_or_else(|| "user-0001".into());
-    let token = TokenMinter::new(st.clock.now())
+    let mut minter = TokenMinter::new(st.clock.now())
         .nonce(nonce)
-        .claim("sub", sub)
+        .claim("sub", sub.clone())
         .claim(&claim("target_link_uri"), redirect.clone())
-        .roles(&[LEARNER])
-        .mint();
+        .roles(&[LEARNER]);
+    if sub == UNMAPPED_INSTRUCTOR {
+        // The instructor of a link that is connected to no course yet.
+        minter = minter
+            .roles(&[INSTRUCTOR])
+            .claim(&claim("custom"), serde_json::json!({}))
+            .claim(
+                &claim("resource_link"),
+                serde_json::json!({"id": "rl-browser-unmapped", "title": "New activity"}),
+            );
+    }
+    let token = minter.mint();
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(autopost(
@@ -233,10 +243,19 @@ async fn platform_auth(st: web::Data<PlatformState>, req: HttpRequest) -> HttpRe
         ))
 }
 
+/// The login hint (and `sub`) of the instructor whose launch at `/lms-instructor`
+/// opens a resource link that is connected to no course.
+pub const UNMAPPED_INSTRUCTOR: &str = "browser-instructor-unmapped";
+
 /// The LMS course page: frames the tool and starts the launch in the frame
 /// with an auto-posted login initiation form.
 async fn platform_lms(st: web::Data<PlatformState>) -> HttpResponse {
     lms_page(&st, false)
+}
+
+/// The same page, launching as the instructor of an unmapped link.
+async fn platform_lms_instructor(st: web::Data<PlatformState>) -> HttpResponse {
+    lms_page_as(&st, false, UNMAPPED_INSTRUCTOR)
 }
 
 /// The LMS course page of a platform that offers LTI platform storage
@@ -247,12 +266,16 @@ async fn platform_lms_storage(st: web::Data<PlatformState>) -> HttpResponse {
 }
 
 fn lms_page(st: &PlatformState, storage: bool) -> HttpResponse {
+    lms_page_as(st, storage, "browser-learner")
+}
+
+fn lms_page_as(st: &PlatformState, storage: bool, login_hint: &str) -> HttpResponse {
     let tool = st.tool_base.lock().unwrap().clone();
     let login = format!("{tool}/lti/login");
     let launch = format!("{tool}/lti/launch");
     let mut fields = vec![
         ("iss", testing::ISSUER),
-        ("login_hint", "browser-learner"),
+        ("login_hint", login_hint),
         ("target_link_uri", launch.as_str()),
         ("client_id", testing::CLIENT_ID),
         ("lti_deployment_id", testing::DEPLOYMENT_ID),
@@ -312,6 +335,7 @@ impl Platform {
                 .route("/auth", web::get().to(platform_auth))
                 .route("/lms", web::get().to(platform_lms))
                 .route("/lms-storage", web::get().to(platform_lms_storage))
+                .route("/lms-instructor", web::get().to(platform_lms_instructor))
                 .route("/token", web::post().to(crate::services::token))
                 .route("/lineitems", web::get().to(crate::services::lineitems_get))
                 .route(
@@ -486,6 +510,7 @@ impl Tool {
                             lms: None,
                             unknown_deployments: policy,
                             deployment_ids: vec![testing::DEPLOYMENT_ID.into()],
+                            trusted_audiences: Vec::new(),
                         },
                     )?;
                 }

@@ -147,6 +147,7 @@ fn register(tool: &Tool, a: &Announce) {
         lms: None,
         unknown_deployments: DeploymentPolicy::Reject,
         deployment_ids: vec![a.deployment_id.clone()],
+        trusted_audiences: Vec::new(),
     };
     tool.store
         .write_blocking(move |tx| core_lti::add_platform(tx, now, reg))

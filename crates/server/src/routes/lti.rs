@@ -43,7 +43,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/lti/handoff/{ticket}", web::post().to(handoff_post))
         .route("/lti/deep-link/{id}", web::get().to(deep_link_get))
         .route("/lti/deep-link/{id}", web::post().to(deep_link_post))
-        .route("/lti/unmapped", web::get().to(unmapped))
         .route("/.well-known/jwks.json", web::get().to(jwks));
 }
 
@@ -466,7 +465,8 @@ async fn launch(
     let expect = Expectations::new(platform.issuer.clone(), platform.client_id.clone())
         .with_nonce(login.nonce.clone())
         .with_launch_url(state.config.url("/lti/launch"))
-        .with_skew_secs(state.config.lti_clock_skew_secs);
+        .with_skew_secs(state.config.lti_clock_skew_secs)
+        .with_trusted_audiences(core_lti::trusted_audiences(&platform));
     let (verified, trace) = verify_launch_traced(&id_token, &keys, &expect, now);
     let checks = json!({
         "kid": trace.kid, "alg": trace.alg, "age_secs": trace.age_secs,
@@ -536,6 +536,9 @@ async fn launch(
                 accept_lineitem: d.accept_lineitem.unwrap_or(true),
             }),
     };
+    // Who may connect an unmapped link to a course: an instructor, content
+    // developer or administrator of the link's own LMS context.
+    let may_pick = claims.is_context_instructor();
     let secret = state.config.secret.clone();
     let policy = state.config.sessions;
     let client = client_info(&req);
@@ -582,6 +585,9 @@ async fn launch(
                         }
                         (_, Some(s), _) => {
                             coursegate_core::deep_link::landing(tx, &s, custom_lesson.as_deref())?
+                        }
+                        (true, None, Some(rl)) if may_pick => {
+                            crate::routes::lti_picker::picker_path(&st2, &started.session_id, &rl)
                         }
                         (_, None, _) => "/lti/unmapped".into(),
                     };
@@ -689,11 +695,12 @@ async fn continue_get(
         let secret = state.config.secret.clone();
         let policy = state.config.sessions;
         let client = client_info(&req);
-        let started = state
+        let redeemed = state
             .store
             .write(move |tx| core_lti::redeem_ticket(tx, now, &secret, &policy, &ticket, &client))
             .await?;
-        let mut res = see_other(&crate::frame::frame_path(&started.token, &started.redirect));
+        let to = destination_for(&state, &redeemed);
+        let mut res = see_other(&crate::frame::frame_path(&redeemed.started.token, &to));
         res.headers_mut().insert(
             actix_web::http::header::REFERRER_POLICY,
             actix_web::http::header::HeaderValue::from_static("no-referrer"),
@@ -745,14 +752,43 @@ async fn handoff_post(
     let secret = state.config.secret.clone();
     let policy = state.config.sessions;
     let client = client_info(&req);
-    let started = state
+    let redeemed = state
         .store
         .write(move |tx| core_lti::redeem_ticket(tx, now, &secret, &policy, &ticket, &client))
         .await?;
-    let mut res = see_other(&started.redirect);
-    res.add_cookie(&crate::extract::session_cookie(&state, &started.token))
-        .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
+    let mut res = see_other(&destination_for(&state, &redeemed));
+    res.add_cookie(&crate::extract::session_cookie(
+        &state,
+        &redeemed.started.token,
+    ))
+    .map_err(|e| PageError::from(CoreError::Internal(e.to_string())))?;
     Ok(res)
+}
+
+/// Where a redeemed ticket goes. The instructor view's and the course
+/// picker's keys are bound to a session, and the ticket started a new one:
+/// a key the launch derived for its own session is derived again for it.
+fn destination_for(state: &AppState, r: &core_lti::Redeemed) -> String {
+    use crate::routes::{lti_instructor, lti_picker};
+    let to = &r.started.redirect;
+    let (path, query) = to.split_once('?').unwrap_or((to.as_str(), ""));
+    let k = query.strip_prefix("k=").unwrap_or("");
+    let ok = |key: String| coursegate_core::tokens::ct_eq(&key, k);
+    if let Some(link) = path.strip_prefix("/lti/instructor/") {
+        if ok(lti_instructor::instructor_key(
+            state,
+            &r.launch_session_id,
+            link,
+        )) {
+            return lti_instructor::instructor_path(state, &r.started.session_id, link);
+        }
+    }
+    if let Some(link) = path.strip_prefix("/lti/unmapped/") {
+        if ok(lti_picker::picker_key(state, &r.launch_session_id, link)) {
+            return lti_picker::picker_path(state, &r.started.session_id, link);
+        }
+    }
+    to.clone()
 }
 
 #[derive(Debug, Deserialize)]
@@ -894,28 +930,6 @@ fn deep_link_item(
         });
     }
     item
-}
-
-/// An instructor launched a link that is not connected to a course yet.
-async fn unmapped(
-    state: web::Data<AppState>,
-    _session: LearnerSession,
-) -> Result<HttpResponse, PageError> {
-    let (site, courses) = state
-        .store
-        .read(|tx| {
-            let courses: Vec<_> = coursegate_core::courses::list(tx)?
-                .into_iter()
-                .filter(|(c, _)| c.published)
-                .map(|(c, _)| json!({ "slug": c.slug, "title": c.title }))
-                .collect();
-            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, courses))
-        })
-        .await?;
-    let mut ctx = tera::Context::new();
-    ctx.insert("site", &site);
-    ctx.insert("courses", &courses);
-    page("pages/lti_unmapped.html", &ctx)
 }
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {

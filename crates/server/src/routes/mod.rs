@@ -7,6 +7,7 @@ pub mod learner;
 pub mod links;
 pub mod lti;
 pub mod lti_instructor;
+pub mod lti_picker;
 pub mod lti_registration;
 pub mod staff;
 pub mod staff_console;

@@ -35,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/staff/lms/{id}/scores/replay",
             web::post().to(replay_scores),
-        );
+        )
+        .route("/staff/lms/{id}/links/{link}", web::post().to(map_link));
 }
 
 fn tool_values(state: &AppState) -> serde_json::Value {
@@ -135,6 +136,17 @@ pub struct PlatformForm {
     unknown_deployments: String,
     #[serde(default)]
     active: Option<String>,
+    /// One audience per line.
+    #[serde(default)]
+    trusted_audiences: String,
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn opt(s: &str) -> Option<String> {
@@ -174,6 +186,7 @@ async fn create(
             .filter(|d| !d.is_empty())
             .map(str::to_string)
             .collect(),
+        trusted_audiences: lines(&f.trusted_audiences),
     });
     let result = match new {
         Ok(new) => {
@@ -228,14 +241,18 @@ async fn detail(
 ) -> Result<HttpResponse, PageError> {
     s.require(crate::routes::staff_console::READERS)?;
     let id = id.into_inner();
-    let (site, p, dead) = state
+    let (site, p, dead, links, courses) = state
         .store
         .read(move |tx| {
-            Ok::<_, CoreError>((
-                coursegate_core::settings::site(tx)?,
-                core_lti::platform_view(tx, &id)?,
-                coursegate_core::ags::dead_scores(tx, &id, DEAD_SCORES_SHOWN)?,
-            ))
+            let p = core_lti::platform_view(tx, &id)?;
+            let dead = coursegate_core::ags::dead_scores(tx, &id, DEAD_SCORES_SHOWN)?;
+            let links = core_lti::resource_link_views(tx, &p.id, 200)?;
+            let courses: Vec<_> = coursegate_core::courses::list(tx)?
+                .into_iter()
+                .filter(|(c, _)| c.published)
+                .map(|(c, _)| serde_json::json!({ "slug": c.slug, "title": c.title }))
+                .collect();
+            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, p, dead, links, courses))
         })
         .await?;
     let mut c = ctx(&state, &s);
@@ -244,6 +261,8 @@ async fn detail(
     c.insert("dead_scores", &dead);
     c.insert("dead_scores_shown", &DEAD_SCORES_SHOWN);
     c.insert("replayed", &q.replayed);
+    c.insert("links", &links);
+    c.insert("courses", &courses);
     page("pages/staff_lms_detail.html", &c)
 }
 
@@ -268,14 +287,18 @@ async fn update(
         lms: opt(&f.lms),
         unknown_deployments: policy,
         active: f.active.is_some(),
+        trusted_audiences: lines(&f.trusted_audiences),
     };
     let now = state.now();
     let a = s.actor();
     let i2 = id.clone();
-    state
+    let saved = state
         .store
         .write(move |tx| core_lti::update_platform(tx, now, &i2, edit, &a))
         .await?;
+    // The next launch fetches the keys again (from the new URL if it changed).
+    state.lti.forget_platform_keys(&saved.previous_jwks_url);
+    state.lti.forget_platform_keys(&saved.platform.jwks_url);
     Ok(see_other(&format!("/staff/lms/{id}?saved=1")))
 }
 
@@ -372,4 +395,37 @@ async fn replay_scores(
     Ok(see_other(&format!(
         "/staff/lms/{id}?replayed={n}#dead-scores"
     )))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    csrf: String,
+    /// A published course's slug; empty disconnects the link.
+    #[serde(default)]
+    course: String,
+}
+
+/// Connects one of the platform's resource links to a course (or moves or
+/// disconnects it).
+async fn map_link(
+    state: web::Data<AppState>,
+    s: StaffSession,
+    path: web::Path<(String, String)>,
+    form: web::Form<LinkForm>,
+) -> Result<HttpResponse, PageError> {
+    s.check_csrf(&state, &form.csrf)?;
+    s.require(EDITORS)?;
+    let (id, link) = path.into_inner();
+    let course = opt(&form.course);
+    let now = state.now();
+    let a = s.actor();
+    let i2 = id.clone();
+    state
+        .store
+        .write(move |tx| {
+            core_lti::staff_map_resource_link(tx, now, &i2, &link, course.as_deref(), &a)
+        })
+        .await?;
+    Ok(see_other(&format!("/staff/lms/{id}?saved=1#links")))
 }

@@ -222,6 +222,46 @@ pub fn resource_links_of_context(
     }
 }
 
+/// Connects a resource link that has no course yet to `course_id`; false
+/// when the link is already connected (checked in the same statement, so
+/// two instructors picking at once cannot both win).
+pub fn map_unmapped_resource_link(
+    conn: &mut DbConn,
+    id: &str,
+    course_id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        lti_resource_links::table
+            .filter(lti_resource_links::id.eq(id))
+            .filter(lti_resource_links::course_id.is_null()),
+    )
+    .set((
+        lti_resource_links::course_id.eq(course_id),
+        lti_resource_links::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// The resource links of a platform, newest first.
+pub fn resource_links_of_platform(
+    conn: &mut DbConn,
+    platform_id: &str,
+    page: Page,
+) -> Result<Vec<LtiResourceLink>, StoreError> {
+    Ok(lti_resource_links::table
+        .filter(lti_resource_links::platform_id.eq(platform_id))
+        .order((
+            lti_resource_links::created_at.desc(),
+            lti_resource_links::id.desc(),
+        ))
+        .limit(page.limit)
+        .offset(page.offset)
+        .select(LtiResourceLink::as_select())
+        .load(conn)?)
+}
+
 pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
     diesel::insert_into(lti_resource_links::table)
         .values(row)

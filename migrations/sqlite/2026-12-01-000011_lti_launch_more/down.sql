@@ -1,0 +1,1 @@
+ALTER TABLE lti_platforms DROP COLUMN trusted_audiences;
