@@ -252,7 +252,13 @@ async fn detail(
                 .filter(|(c, _)| c.published)
                 .map(|(c, _)| serde_json::json!({ "slug": c.slug, "title": c.title }))
                 .collect();
-            Ok::<_, CoreError>((coursegate_core::settings::site(tx)?, p, dead, links, courses))
+            Ok::<_, CoreError>((
+                coursegate_core::settings::site(tx)?,
+                p,
+                dead,
+                links,
+                courses,
+            ))
         })
         .await?;
     let mut c = ctx(&state, &s);
