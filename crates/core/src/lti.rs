@@ -1080,6 +1080,9 @@ pub fn redeem_ticket(
     }
     let mut started = start_lti_session(tx, now, secret, policy, &t.learner_id, client)?;
     started.redirect = t.redirect;
+    // A Deep Linking request belongs to the session that picks the content:
+    // the one continuing the launch from now on.
+    repo::lti::rebind_deep_link_requests(tx, &t.session_id, &started.session_id)?;
     Ok(Redeemed {
         started,
         launch_session_id: t.session_id,

@@ -319,3 +319,75 @@ async fn several_courses_are_still_linked_with_line_items() {
     assert_eq!(items[1]["text"], "Just reading");
     assert!(items[1].get("lineItem").is_none());
 }
+
+/// A Deep Linking launch in a frame that keeps no cookie continues in a
+/// frame session (path) or in a new window (ticket); the content selection
+/// moves with it, so the instructor can still pick and answer the LMS.
+#[actix_web::test]
+async fn the_selection_follows_the_session_into_a_frame_or_a_new_window() {
+    for frame_sessions in [true, false] {
+        let tool = Tool::start(Opts {
+            frame_sessions,
+            ..Default::default()
+        })
+        .await;
+        let frame = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let (state, nonce) = tool.login_at(&frame, &tool.base).await;
+        let token = tool
+            .minter(&nonce)
+            .roles(&[INSTRUCTOR])
+            .deep_linking(testing::RETURN_URL, Some("dl-data-9"))
+            .mint();
+        let res = tool.launch_at(&frame, &tool.base, &token, &state).await;
+        assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+        let cont = res.headers()["location"].to_str().unwrap().to_string();
+        let res = frame
+            .get(format!("{}{cont}", tool.base))
+            .send()
+            .await
+            .unwrap();
+        let (client, picker) = if frame_sessions {
+            assert_eq!(res.status(), 303);
+            let to = res.headers()["location"].to_str().unwrap().to_string();
+            assert!(
+                to.starts_with("/f/") && to.contains("/lti/deep-link/"),
+                "{to}"
+            );
+            (frame, to)
+        } else {
+            assert_eq!(res.status(), 200, "the new-window page");
+            let ticket = cont.trim_start_matches("/lti/continue/");
+            let window = cookie_client();
+            let res = window
+                .post(format!("{}/lti/handoff/{ticket}", tool.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 303);
+            let to = res.headers()["location"].to_str().unwrap().to_string();
+            assert!(to.starts_with("/lti/deep-link/"), "{to}");
+            (window, to)
+        };
+        let res = client
+            .get(format!("{}{picker}", tool.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{frame_sessions}");
+        let page = res.text().await.unwrap();
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_string();
+        let res = client
+            .post(format!("{}{picker}", tool.base))
+            .form(&[("csrf", csrf.as_str()), ("course", "intro")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{frame_sessions}");
+        let items = items_of(&tool, &res.text().await.unwrap()).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["custom"], json!({"course": "intro"}));
+    }
+}

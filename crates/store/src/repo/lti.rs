@@ -336,6 +336,23 @@ pub fn insert_deep_link_request(
     Ok(())
 }
 
+/// Moves the open Deep Linking requests of a launch's session to the session
+/// that continues it (a frame session, or the new-window handoff). Returns how many.
+pub fn rebind_deep_link_requests(
+    conn: &mut DbConn,
+    from_session: &str,
+    to_session: &str,
+) -> Result<usize, StoreError> {
+    use crate::schema::lti_deep_link_requests as t;
+    Ok(diesel::update(
+        t::table
+            .filter(t::session_id.eq(from_session))
+            .filter(t::used_at.is_null()),
+    )
+    .set(t::session_id.eq(to_session))
+    .execute(conn)?)
+}
+
 pub fn get_deep_link_request(
     conn: &mut DbConn,
     id: &str,
