@@ -51,6 +51,7 @@ requests onto its handler classes and keeps the data they manage in memory.
 
 import argparse
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,6 +87,7 @@ PUBLIC_PEM = KEY.export_to_pem().decode()
 STATE = {"tool_base": None, "base": None}
 
 LOCK = threading.Lock()
+SAVE_LOCK = threading.Lock()
 DB = {
     # Links created from accepted Deep Linking responses.
     "links": [],
@@ -240,10 +242,15 @@ class Roster(NamesRoleProvisioningService):
 
 
 def save_state():
-    """Keeps what the platform holds across a restart (`--state FILE`)."""
+    """Keeps what the platform holds across a restart (`--state FILE`).
+    Written to a temporary file and renamed over the old one, so a platform
+    killed mid-write (as the outage test does) leaves the last whole state."""
     if STATE.get("file"):
-        with open(STATE["file"], "w") as f:
-            json.dump(DB, f)
+        with SAVE_LOCK:
+            tmp = "%s.%d.tmp" % (STATE["file"], threading.get_ident())
+            with open(tmp, "w") as f:
+                json.dump(DB, f)
+            os.replace(tmp, STATE["file"])
 
 
 def call(svc, handler, **kwargs):
@@ -303,6 +310,10 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("platform.py: " + (fmt % args) + "\n")
 
     def send(self, status, body, ctype="text/html; charset=utf-8", headers=()):
+        if getattr(self, "held", None) is not None:
+            # Answered once the state is saved (see handle_request).
+            self.held.append((status, body, ctype, headers))
+            return
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -362,12 +373,18 @@ class Handler(BaseHTTPRequestHandler):
         conf = PlatformConf()
         conf.get_registration()
         base = STATE["base"]
+        # The answer waits until the state is saved: a test that kills the
+        # platform right after an answer finds that change after a restart.
+        self.held = []
         try:
             with LOCK:
                 self.route(path, query, form, raw, conf, base)
                 save_state()
         except Exception as e:  # shown to the test, which fails with it
-            self.send(500, "platform error: %r" % (e,), "text/plain")
+            self.held = [(500, "platform error: %r" % (e,), "text/plain", ())]
+        held, self.held = self.held, None
+        for answer in held:
+            self.send(*answer)
 
     def route(self, path, query, form, raw, conf, base):
         parts = path.strip("/").split("/")
