@@ -445,6 +445,59 @@ pub fn cookie_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client that keeps no cookie (a frame whose browser blocks them).
+pub fn cookieless_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A launch in a frame that keeps no cookie, continued as a browser would:
+/// inside the frame through the frame session (`/f/…`) when the tool runs
+/// with frame sessions, else in a new first-party window through the
+/// one-time ticket. `mint` signs the id_token for the login's nonce. Returns
+/// the client that continues and the path it was sent to.
+pub async fn launch_without_cookies(
+    tool: &Tool,
+    mint: impl FnOnce(&Tool, &str) -> String,
+) -> (reqwest::Client, String) {
+    let frame = cookieless_client();
+    let (state, nonce) = tool.login_at(&frame, &tool.base).await;
+    let token = mint(tool, &nonce);
+    let res = tool.launch_at(&frame, &tool.base, &token, &state).await;
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let cont = res.headers()["location"].to_str().unwrap().to_string();
+    let res = frame
+        .get(format!("{}{cont}", tool.base))
+        .send()
+        .await
+        .unwrap();
+    if tool.state.config.lti_frame_sessions {
+        assert_eq!(res.status(), 303);
+        let to = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(to.starts_with("/f/"), "{to}");
+        (frame, to)
+    } else {
+        assert_eq!(res.status(), 200, "the new-window page");
+        let ticket = cont.trim_start_matches("/lti/continue/");
+        let window = cookie_client();
+        let res = window
+            .post(format!("{}/lti/handoff/{ticket}", tool.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let to = res.headers()["location"].to_str().unwrap().to_string();
+        (window, to)
+    }
+}
+
 impl Tool {
     pub async fn start(opts: Opts) -> Tool {
         let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,9 @@ use coursegate_core::courses::{self, LinkPolicy, NewCourse, NewLesson};
 use coursegate_core::types::Slug;
 use serde_json::{json, Value};
 
-use crate::common::{assert_refused, claim, code, cookie_client, Db, Opts, Tool, INSTRUCTOR};
+use crate::common::{
+    assert_refused, claim, code, cookie_client, launch_without_cookies, Db, Opts, Tool, INSTRUCTOR,
+};
 
 const LINK: &str = "rl-unmapped";
 
@@ -479,14 +481,6 @@ async fn staff_connect_and_move_a_resource_link_postgres() {
     staff_connect_and_move_a_resource_link(db).await;
 }
 
-/// A client that keeps no cookie (a frame whose browser blocks them).
-fn cookieless() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// Without cookies the launch's session is handed to a new one (frame
 /// session in the path, or the new-window ticket); the picker's key follows.
 #[actix_web::test]
@@ -497,45 +491,17 @@ async fn the_picker_key_follows_the_session_into_a_frame_or_a_new_window() {
             ..Default::default()
         })
         .await;
-        let frame = cookieless();
-        let (state, nonce) = tool.login_at(&frame, &tool.base).await;
-        let token = tool
-            .minter(&nonce)
-            .roles(&[INSTRUCTOR])
-            .claim("sub", "teacher-1")
-            .claim(&claim("custom"), json!({}))
-            .claim(&claim("resource_link"), json!({"id": LINK}))
-            .mint();
-        let res = tool.launch_at(&frame, &tool.base, &token, &state).await;
-        assert_eq!(res.status(), 303);
-        let cont = res.headers()["location"].to_str().unwrap().to_string();
-        let res = frame
-            .get(format!("{}{cont}", tool.base))
-            .send()
-            .await
-            .unwrap();
-        let (client, picker) = if frame_sessions {
-            assert_eq!(res.status(), 303);
-            let to = res.headers()["location"].to_str().unwrap().to_string();
-            assert!(
-                to.starts_with("/f/") && to.contains("/lti/unmapped/"),
-                "{to}"
-            );
-            (frame, to)
-        } else {
-            assert_eq!(res.status(), 200, "the new-window page");
-            let ticket = cont.trim_start_matches("/lti/continue/");
-            let window = cookie_client();
-            let res = window
-                .post(format!("{}/lti/handoff/{ticket}", tool.base))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 303);
-            let to = res.headers()["location"].to_str().unwrap().to_string();
-            assert!(to.starts_with("/lti/unmapped/"), "{to}");
-            (window, to)
-        };
+        let (client, picker) = launch_without_cookies(&tool, |tool, nonce| {
+            tool.minter(nonce)
+                .roles(&[INSTRUCTOR])
+                .claim("sub", "teacher-1")
+                .claim(&claim("custom"), json!({}))
+                .claim(&claim("resource_link"), json!({"id": LINK}))
+                .mint()
+        })
+        .await;
+        assert!(picker.contains("/lti/unmapped/"), "{picker}");
+        assert_eq!(picker.starts_with("/f/"), frame_sessions, "{picker}");
         let (status, page) = get(&client, format!("{}{picker}", tool.base)).await;
         assert_eq!(status, 200, "{frame_sessions}: {page}");
         let csrf = csrf_of(&page);

@@ -9,7 +9,9 @@ use coursegate_lti::testing;
 use coursegate_store::repo;
 use serde_json::{json, Value};
 
-use crate::common::{assert_refused, claim, cookie_client, Db, Opts, Tool, INSTRUCTOR};
+use crate::common::{
+    assert_refused, claim, cookie_client, launch_without_cookies, Db, Opts, Tool, INSTRUCTOR,
+};
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     let i = s
@@ -331,46 +333,15 @@ async fn the_selection_follows_the_session_into_a_frame_or_a_new_window() {
             ..Default::default()
         })
         .await;
-        let frame = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let (state, nonce) = tool.login_at(&frame, &tool.base).await;
-        let token = tool
-            .minter(&nonce)
-            .roles(&[INSTRUCTOR])
-            .deep_linking(testing::RETURN_URL, Some("dl-data-9"))
-            .mint();
-        let res = tool.launch_at(&frame, &tool.base, &token, &state).await;
-        assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
-        let cont = res.headers()["location"].to_str().unwrap().to_string();
-        let res = frame
-            .get(format!("{}{cont}", tool.base))
-            .send()
-            .await
-            .unwrap();
-        let (client, picker) = if frame_sessions {
-            assert_eq!(res.status(), 303);
-            let to = res.headers()["location"].to_str().unwrap().to_string();
-            assert!(
-                to.starts_with("/f/") && to.contains("/lti/deep-link/"),
-                "{to}"
-            );
-            (frame, to)
-        } else {
-            assert_eq!(res.status(), 200, "the new-window page");
-            let ticket = cont.trim_start_matches("/lti/continue/");
-            let window = cookie_client();
-            let res = window
-                .post(format!("{}/lti/handoff/{ticket}", tool.base))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 303);
-            let to = res.headers()["location"].to_str().unwrap().to_string();
-            assert!(to.starts_with("/lti/deep-link/"), "{to}");
-            (window, to)
-        };
+        let (client, picker) = launch_without_cookies(&tool, |tool, nonce| {
+            tool.minter(nonce)
+                .roles(&[INSTRUCTOR])
+                .deep_linking(testing::RETURN_URL, Some("dl-data-9"))
+                .mint()
+        })
+        .await;
+        assert!(picker.contains("/lti/deep-link/"), "{picker}");
+        assert_eq!(picker.starts_with("/f/"), frame_sessions, "{picker}");
         let res = client
             .get(format!("{}{picker}", tool.base))
             .send()
