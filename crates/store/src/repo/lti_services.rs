@@ -21,6 +21,20 @@ pub fn get_enrolment_link(
 
 /// Inserts or replaces the link of an enrolment (the latest launch wins).
 pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Result<(), StoreError> {
+    // Every launch calls this; most find the row as it was: no write then.
+    let current: Option<LtiEnrolmentLink> = lti_enrolment_links::table
+        .find(&row.enrolment_id)
+        .select(LtiEnrolmentLink::as_select())
+        .first(conn)
+        .optional()?;
+    if let Some(c) = &current {
+        if c.platform_id == row.platform_id
+            && c.resource_link_id == row.resource_link_id
+            && c.lti_sub == row.lti_sub
+        {
+            return Ok(());
+        }
+    }
     let n = diesel::update(lti_enrolment_links::table.find(&row.enrolment_id))
         .set((
             lti_enrolment_links::platform_id.eq(&row.platform_id),
