@@ -49,6 +49,14 @@ struct FileConfig {
     link_once_minutes: Option<i64>,
     link_access_max_days: Option<i64>,
     link_stepup_days: Option<i64>,
+    link_staff_minutes: Option<i64>,
+    link_max_redeems: Option<i64>,
+    link_reuse_minutes: Option<i64>,
+    code_minutes: Option<i64>,
+    code_attempts: Option<i64>,
+    signin_per_address_minute: Option<i64>,
+    signin_per_address_hour: Option<i64>,
+    signin_per_ip_5min: Option<i64>,
     mail_poll_secs: Option<i64>,
     api_rate_limit_per_minute: Option<i64>,
     dkim_key_file: Option<String>,
@@ -523,6 +531,61 @@ impl Config {
                     0,
                     3650,
                 )?),
+                staff_ttl: chrono::Duration::minutes(num(
+                    "LINK_STAFF_MINUTES",
+                    file.link_staff_minutes,
+                    10,
+                    1,
+                    60,
+                )?),
+                max_redeems: i32::try_from(num(
+                    "LINK_MAX_REDEEMS",
+                    file.link_max_redeems,
+                    3,
+                    1,
+                    10,
+                )?)
+                .unwrap_or(3),
+                reuse_window: chrono::Duration::minutes(num(
+                    "LINK_REUSE_MINUTES",
+                    file.link_reuse_minutes,
+                    10,
+                    0,
+                    60,
+                )?),
+                code_ttl: chrono::Duration::minutes(num(
+                    "CODE_MINUTES",
+                    file.code_minutes,
+                    10,
+                    1,
+                    60,
+                )?),
+                code_attempts: i32::try_from(num("CODE_ATTEMPTS", file.code_attempts, 5, 1, 10)?)
+                    .unwrap_or(5),
+                per_address_minute: i32::try_from(num(
+                    "SIGNIN_PER_ADDRESS_MINUTE",
+                    file.signin_per_address_minute,
+                    1,
+                    1,
+                    60,
+                )?)
+                .unwrap_or(1),
+                per_address_hour: i32::try_from(num(
+                    "SIGNIN_PER_ADDRESS_HOUR",
+                    file.signin_per_address_hour,
+                    5,
+                    1,
+                    600,
+                )?)
+                .unwrap_or(5),
+                per_ip_5min: i32::try_from(num(
+                    "SIGNIN_PER_IP_5MIN",
+                    file.signin_per_ip_5min,
+                    30,
+                    1,
+                    10_000,
+                )?)
+                .unwrap_or(30),
                 ..Default::default()
             },
             mail_poll_secs: u64::try_from(num("MAIL_POLL_SECS", file.mail_poll_secs, 2, 1, 3600)?)
@@ -579,6 +642,96 @@ mod tests {
         assert_eq!(c.bind, "127.0.0.1:8080");
         assert_eq!(c.base_url.as_str(), "http://127.0.0.1:8080/");
         assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn magic_link_limits_are_settings_with_the_documented_defaults() {
+        let c = Config::load_from(&env(&[("COURSEGATE_SECRET", SECRET)]), None).unwrap();
+        let d = coursegate_core::links::LinkSettings::default();
+        let l = &c.links;
+        assert_eq!(
+            (
+                l.once_ttl,
+                l.staff_ttl,
+                l.access_max,
+                l.reuse_window,
+                l.code_ttl
+            ),
+            (
+                d.once_ttl,
+                d.staff_ttl,
+                d.access_max,
+                d.reuse_window,
+                d.code_ttl
+            )
+        );
+        assert_eq!(
+            (
+                l.max_redeems,
+                l.code_attempts,
+                l.per_address_minute,
+                l.per_address_hour,
+                l.per_ip_5min
+            ),
+            (3, 5, 1, 5, 30)
+        );
+        let c = Config::load_from(
+            &env(&[
+                ("COURSEGATE_SECRET", SECRET),
+                ("COURSEGATE_LINK_STAFF_MINUTES", "5"),
+                ("COURSEGATE_LINK_MAX_REDEEMS", "1"),
+                ("COURSEGATE_LINK_REUSE_MINUTES", "0"),
+                ("COURSEGATE_CODE_MINUTES", "15"),
+                ("COURSEGATE_CODE_ATTEMPTS", "3"),
+                ("COURSEGATE_SIGNIN_PER_ADDRESS_MINUTE", "2"),
+                ("COURSEGATE_SIGNIN_PER_ADDRESS_HOUR", "10"),
+                ("COURSEGATE_SIGNIN_PER_IP_5MIN", "100"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let l = &c.links;
+        assert_eq!(l.staff_ttl, chrono::Duration::minutes(5));
+        assert_eq!(l.reuse_window, chrono::Duration::zero());
+        assert_eq!(l.code_ttl, chrono::Duration::minutes(15));
+        assert_eq!(
+            (
+                l.max_redeems,
+                l.code_attempts,
+                l.per_address_minute,
+                l.per_address_hour,
+                l.per_ip_5min
+            ),
+            (1, 3, 2, 10, 100)
+        );
+        for (k, v, why) in [
+            (
+                "COURSEGATE_LINK_STAFF_MINUTES",
+                "0",
+                "must be between 1 and 60, got 0",
+            ),
+            (
+                "COURSEGATE_LINK_MAX_REDEEMS",
+                "11",
+                "must be between 1 and 10, got 11",
+            ),
+            (
+                "COURSEGATE_CODE_ATTEMPTS",
+                "many",
+                "must be a whole number, got \"many\"",
+            ),
+            (
+                "COURSEGATE_SIGNIN_PER_IP_5MIN",
+                "0",
+                "must be between 1 and 10000, got 0",
+            ),
+        ] {
+            let mut e = env(&[("COURSEGATE_SECRET", SECRET)]);
+            e.insert(k.to_string(), v.to_string());
+            let got = Config::load_from(&e, None).unwrap_err();
+            assert_eq!(got.setting, k, "{k}={v}");
+            assert!(got.to_string().contains(why), "{k}={v}: {got}");
+        }
     }
 
     #[test]
