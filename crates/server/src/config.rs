@@ -586,7 +586,6 @@ impl Config {
                     10_000,
                 )?)
                 .unwrap_or(30),
-                ..Default::default()
             },
             mail_poll_secs: u64::try_from(num("MAIL_POLL_SECS", file.mail_poll_secs, 2, 1, 3600)?)
                 .unwrap_or(2),
