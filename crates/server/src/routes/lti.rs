@@ -576,18 +576,17 @@ async fn launch(
                     instructor,
                 } => {
                     let to = match (instructor, course_slug, resource_link_id) {
-                        (true, Some(_), Some(rl)) => {
-                            crate::routes::lti_instructor::instructor_path(
-                                &st2,
-                                &started.session_id,
-                                &rl,
-                            )
-                        }
+                        (true, Some(_), Some(rl)) => crate::routes::lti_grant::INSTRUCTOR_VIEW
+                            .path(&st2, &started.session_id, &rl),
                         (_, Some(s), _) => {
                             coursegate_core::deep_link::landing(tx, &s, custom_lesson.as_deref())?
                         }
                         (true, None, Some(rl)) if may_pick => {
-                            crate::routes::lti_picker::picker_path(&st2, &started.session_id, &rl)
+                            crate::routes::lti_grant::COURSE_PICKER.path(
+                                &st2,
+                                &started.session_id,
+                                &rl,
+                            )
                         }
                         (_, None, _) => "/lti/unmapped".into(),
                     };
@@ -769,26 +768,12 @@ async fn handoff_post(
 /// picker's keys are bound to a session, and the ticket started a new one:
 /// a key the launch derived for its own session is derived again for it.
 fn destination_for(state: &AppState, r: &core_lti::Redeemed) -> String {
-    use crate::routes::{lti_instructor, lti_picker};
+    use crate::routes::lti_grant::{COURSE_PICKER, INSTRUCTOR_VIEW};
     let to = &r.started.redirect;
-    let (path, query) = to.split_once('?').unwrap_or((to.as_str(), ""));
-    let k = query.strip_prefix("k=").unwrap_or("");
-    let ok = |key: String| coursegate_core::tokens::ct_eq(&key, k);
-    if let Some(link) = path.strip_prefix("/lti/instructor/") {
-        if ok(lti_instructor::instructor_key(
-            state,
-            &r.launch_session_id,
-            link,
-        )) {
-            return lti_instructor::instructor_path(state, &r.started.session_id, link);
-        }
-    }
-    if let Some(link) = path.strip_prefix("/lti/unmapped/") {
-        if ok(lti_picker::picker_key(state, &r.launch_session_id, link)) {
-            return lti_picker::picker_path(state, &r.started.session_id, link);
-        }
-    }
-    to.clone()
+    [INSTRUCTOR_VIEW, COURSE_PICKER]
+        .iter()
+        .find_map(|g| g.moved(state, to, &r.launch_session_id, &r.started.session_id))
+        .unwrap_or_else(|| to.clone())
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,30 +21,13 @@ use crate::{
     app::AppState,
     error::PageError,
     extract::LearnerSession,
-    routes::{page, see_other},
+    routes::{lti_grant::INSTRUCTOR_VIEW, page, see_other},
     workers::{service_token, ScoreWorker},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/lti/instructor/{link}", web::get().to(view))
         .route("/lti/instructor/{link}/roster", web::post().to(import));
-}
-
-/// The key that lets the session `session_id` open the instructor view of
-/// resource link `link` (set by an instructor launch).
-pub fn instructor_key(state: &AppState, session_id: &str, link: &str) -> String {
-    state
-        .config
-        .secret
-        .hash("lti-instructor", &format!("{session_id}\n{link}"))
-}
-
-/// Where an instructor launch of `link` goes.
-pub fn instructor_path(state: &AppState, session_id: &str, link: &str) -> String {
-    format!(
-        "/lti/instructor/{link}?k={}",
-        instructor_key(state, session_id, link)
-    )
 }
 
 fn not_instructor() -> PageError {
@@ -61,7 +44,7 @@ fn check_key(
     link: &str,
     k: &str,
 ) -> Result<(), PageError> {
-    if coursegate_core::tokens::ct_eq(&instructor_key(state, &session.session_id, link), k) {
+    if INSTRUCTOR_VIEW.holds(state, &session.session_id, link, k) {
         Ok(())
     } else {
         Err(not_instructor())

@@ -20,7 +20,10 @@ use crate::{
     app::AppState,
     error::PageError,
     extract::{client_info, LearnerSession},
-    routes::{lti_instructor::instructor_path, page, see_other},
+    routes::{
+        lti_grant::{COURSE_PICKER, INSTRUCTOR_VIEW},
+        page, see_other,
+    },
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -29,30 +32,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/lti/unmapped/{link}", web::post().to(pick));
 }
 
-/// The key that lets the session `session_id` connect resource link `link`
-/// to a course (set by an instructor launch of that unmapped link).
-pub fn picker_key(state: &AppState, session_id: &str, link: &str) -> String {
-    state
-        .config
-        .secret
-        .hash("lti-course-picker", &format!("{session_id}\n{link}"))
-}
-
-/// Where an instructor launch of the unmapped link `link` goes.
-pub fn picker_path(state: &AppState, session_id: &str, link: &str) -> String {
-    format!(
-        "/lti/unmapped/{link}?k={}",
-        picker_key(state, session_id, link)
-    )
-}
-
 fn check_key(
     state: &AppState,
     session: &LearnerSession,
     link: &str,
     k: &str,
 ) -> Result<(), PageError> {
-    if coursegate_core::tokens::ct_eq(&picker_key(state, &session.session_id, link), k) {
+    if COURSE_PICKER.holds(state, &session.session_id, link, k) {
         Ok(())
     } else {
         Err(PageError::new(
@@ -144,7 +130,7 @@ async fn picker(
         .map_err(refused)?;
     if rl.course_id.is_some() {
         // Connected meanwhile (by another instructor, staff or the LMS).
-        return Ok(see_other(&instructor_path(
+        return Ok(see_other(&INSTRUCTOR_VIEW.path(
             &state,
             &session.session_id,
             &link,
@@ -201,7 +187,7 @@ async fn pick(
         .write(move |tx| core_lti::map_resource_link(tx, now, &l2, &form.course, &actor))
         .await
         .map_err(refused)?;
-    Ok(see_other(&instructor_path(
+    Ok(see_other(&INSTRUCTOR_VIEW.path(
         &state,
         &session.session_id,
         &link,

@@ -6,6 +6,7 @@ pub mod health;
 pub mod learner;
 pub mod links;
 pub mod lti;
+pub mod lti_grant;
 pub mod lti_instructor;
 pub mod lti_picker;
 pub mod lti_registration;
