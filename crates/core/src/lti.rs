@@ -22,8 +22,8 @@ use crate::{
     audit::{self, Actor},
     enrolments::{self, Grant, Source},
     ids::new_id,
-    learners::{self, IdentityRef},
-    sessions::{self, ClientInfo, Destination, SessionPolicy, StartLearner, Started},
+    learners,
+    sessions::{self, ClientInfo, Destination, SessionPolicy, Started},
     tokens::{self, Secret},
     CoreError,
 };
@@ -445,7 +445,8 @@ pub enum LaunchResult {
 
 /// Starts the session of an LTI launch (or of its new-window handoff) that
 /// lands on a page of the LTI door itself (instructor view, picker, Deep
-/// Linking) rather than in a course the learner is enrolled in.
+/// Linking) rather than in a course the learner is enrolled in. `detail`
+/// goes into the session's audit entry.
 fn start_lti_session(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -453,21 +454,27 @@ fn start_lti_session(
     policy: &SessionPolicy,
     learner_id: &str,
     client: &ClientInfo,
+    detail: Value,
 ) -> Result<Started, CoreError> {
-    sessions::start_learner_session(
+    sessions::open_learner_session(
         tx,
         now,
         secret,
         policy,
-        StartLearner {
-            identity: IdentityRef::Learner {
-                learner_id: learner_id.to_string(),
-            },
-            destination: Destination::Dashboard,
-            via: "lti".into(),
-            client: client.clone(),
-        },
+        learner_id,
+        &Destination::Dashboard,
+        "lti",
+        client,
+        object(detail),
     )
+}
+
+/// The fields of a JSON object (anything else: none).
+fn object(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// Completes a verified launch in one transaction: consumes state and nonce,
@@ -617,13 +624,6 @@ pub fn complete_launch(
         course = repo::courses::get_by_slug(tx, slug)?;
     }
 
-    let client_actor = Actor {
-        kind: "lti",
-        id: Some(learner.id.clone()),
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    };
-
     if v.message_type == "LtiDeepLinkingRequest" {
         if !v.is_instructor {
             return Err(CoreError::refused(
@@ -631,7 +631,15 @@ pub fn complete_launch(
                 "Only instructors can choose content for a course.",
             ));
         }
-        let started = start_lti_session(tx, now, secret, policy, &learner.id, client)?;
+        let started = start_lti_session(
+            tx,
+            now,
+            secret,
+            policy,
+            &learner.id,
+            client,
+            json!({ "platform": platform.id, "deployment_id": v.deployment_id, "deep_linking": true }),
+        )?;
         let settings = v.deep_link.clone().ok_or_else(|| {
             CoreError::refused(
                 "deep_linking_settings_missing",
@@ -655,14 +663,6 @@ pub fn complete_launch(
                 used_at: None,
             },
         )?;
-        audit::record(
-            tx,
-            now,
-            &client_actor,
-            "lti.deep_linking",
-            Some(("learner", &learner.id)),
-            json!({ "platform": platform.id }),
-        )?;
         return Ok(LaunchResult::DeepLinking {
             started,
             learner_id: learner.id,
@@ -672,7 +672,15 @@ pub fn complete_launch(
 
     let Some(course) = course else {
         if v.is_instructor {
-            let started = start_lti_session(tx, now, secret, policy, &learner.id, client)?;
+            let started = start_lti_session(
+                tx,
+                now,
+                secret,
+                policy,
+                &learner.id,
+                client,
+                json!({ "platform": platform.id, "deployment_id": v.deployment_id, "state_path": v.state_path, "instructor": true }),
+            )?;
             return Ok(LaunchResult::Session {
                 started,
                 course_slug: None,
@@ -689,16 +697,10 @@ pub fn complete_launch(
 
     // An instructor of a resource link gets the instructor view of its
     // course, not an enrolment as a learner.
+    let launch_detail = json!({ "platform": platform.id, "deployment_id": v.deployment_id, "course": course.slug, "state_path": v.state_path, "instructor": v.is_instructor });
     if let (true, Some(rl)) = (v.is_instructor, link_row.as_ref()) {
-        let started = start_lti_session(tx, now, secret, policy, &learner.id, client)?;
-        audit::record(
-            tx,
-            now,
-            &client_actor,
-            "lti.launch",
-            Some(("learner", &learner.id)),
-            json!({ "platform": platform.id, "deployment_id": v.deployment_id, "course": course.slug, "state_path": v.state_path, "instructor": true }),
-        )?;
+        let started =
+            start_lti_session(tx, now, secret, policy, &learner.id, client, launch_detail)?;
         return Ok(LaunchResult::Session {
             started,
             course_slug: Some(course.slug),
@@ -708,15 +710,10 @@ pub fn complete_launch(
         });
     }
     let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
-    let needs_grant = existing
+    if existing
         .as_ref()
-        .map(|e| e.revoked_at.is_some() || e.status != "active")
-        .unwrap_or(true);
-    if needs_grant
-        && existing
-            .as_ref()
-            .map(|e| e.revoked_at.is_none())
-            .unwrap_or(true)
+        .map(|e| e.revoked_at.is_none() && e.status != "active")
+        .unwrap_or(true)
     {
         enrolments::grant(
             tx,
@@ -731,35 +728,25 @@ pub fn complete_launch(
             },
         )?;
     }
-    if let (Some(rl), Some(e)) = (
-        link_row.as_ref(),
-        repo::enrolments::find(tx, &learner.id, &course.id)?,
-    ) {
-        crate::ags::link_enrolment(tx, now, &e.id, &platform.id, &rl.id, &v.sub)?;
+    // The enrolment as it is now (granted above, or revoked by staff: then
+    // the access check below refuses the launch with the reason).
+    let (course, enrolment) = enrolments::authorise(tx, now, &learner.id, &course.slug)?;
+    if let Some(rl) = link_row.as_ref() {
+        crate::ags::link_enrolment(tx, now, &enrolment.id, &platform.id, &rl.id, &v.sub)?;
     }
-    let started = sessions::start_learner_session(
+    let destination = Destination::Course {
+        slug: course.slug.clone(),
+    };
+    let started = sessions::open_learner_session(
         tx,
         now,
         secret,
         policy,
-        StartLearner {
-            identity: IdentityRef::Learner {
-                learner_id: learner.id.clone(),
-            },
-            destination: Destination::Course {
-                slug: course.slug.clone(),
-            },
-            via: "lti".into(),
-            client: client.clone(),
-        },
-    )?;
-    audit::record(
-        tx,
-        now,
-        &client_actor,
-        "lti.launch",
-        Some(("learner", &learner.id)),
-        json!({ "platform": platform.id, "deployment_id": v.deployment_id, "course": course.slug, "state_path": v.state_path }),
+        &learner.id,
+        &destination,
+        "lti",
+        client,
+        object(launch_detail),
     )?;
     Ok(LaunchResult::Session {
         started,
@@ -1078,7 +1065,15 @@ pub fn redeem_ticket(
             "This sign-in link was already used. Start the activity again from your course.",
         ));
     }
-    let mut started = start_lti_session(tx, now, secret, policy, &t.learner_id, client)?;
+    let mut started = start_lti_session(
+        tx,
+        now,
+        secret,
+        policy,
+        &t.learner_id,
+        client,
+        json!({ "handoff": true }),
+    )?;
     started.redirect = t.redirect;
     // A Deep Linking request belongs to the session that picks the content:
     // the one continuing the launch from now on.

@@ -130,7 +130,36 @@ pub fn start_learner_session(
             }
         }
     }
-    let subject = if req.via == "preview" {
+    open_learner_session(
+        tx,
+        now,
+        secret,
+        policy,
+        &learner.id,
+        &req.destination,
+        &req.via,
+        &req.client,
+        serde_json::Map::new(),
+    )
+}
+
+/// Starts the session of a learner whose access to `destination` the caller
+/// has just checked (the LTI door authorises the enrolment it upserted in the
+/// same transaction): the session row and its one `session.started` audit
+/// entry, which also carries the caller's `detail` (platform, course, …).
+#[allow(clippy::too_many_arguments)]
+pub fn open_learner_session(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    secret: &Secret,
+    policy: &SessionPolicy,
+    learner_id: &str,
+    destination: &Destination,
+    via: &str,
+    client: &ClientInfo,
+    mut detail: serde_json::Map<String, serde_json::Value>,
+) -> Result<Started, CoreError> {
+    let subject = if via == "preview" {
         "preview"
     } else {
         "learner"
@@ -140,26 +169,29 @@ pub fn start_learner_session(
         now,
         secret,
         subject,
-        Some(learner.id.clone()),
+        Some(learner_id.to_string()),
         None,
-        &req.via,
+        via,
         policy.learner_idle,
         policy.learner_absolute,
-        &req.client,
-        req.destination.path(),
+        client,
+        destination.path(),
     )?;
+    detail.insert("session_id".into(), json!(started.session_id));
+    detail.insert("via".into(), json!(via));
+    detail.insert("destination".into(), json!(destination));
     audit::record(
         tx,
         now,
         &Actor {
             kind: "learner",
-            id: Some(learner.id.clone()),
-            ip: req.client.ip.clone(),
-            user_agent: req.client.user_agent.clone(),
+            id: Some(learner_id.to_string()),
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
         },
         "session.started",
-        Some(("learner", &learner.id)),
-        json!({ "session_id": started.session_id, "via": req.via, "destination": req.destination }),
+        Some(("learner", learner_id)),
+        serde_json::Value::Object(detail),
     )?;
     Ok(started)
 }

@@ -2,7 +2,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// Errors of the store layer. Callers map these to domain errors; the text of
 /// `Internal` is for logs only and never shown to users.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,

@@ -5,11 +5,18 @@
 //! functions taking `&mut DbConn` and run inside [`Store::read`] or
 //! [`Store::write`], which move the work off the async executor and wrap it in
 //! one transaction (`BEGIN IMMEDIATE` on SQLite so a writer never fails on a
-//! lock upgrade). SQLite allows one writer at a time: the writers of one
-//! process take turns on an in-process lock before they open their
-//! transaction, so they queue in order instead of sleeping and retrying in
-//! SQLite's busy handler; the busy timeout remains for other processes (a CLI
-//! command next to a running server).
+//! lock upgrade). SQLite allows one writer at a time: the write transactions
+//! of one process all go to one writer thread, which commits whatever is
+//! waiting together (group commit, see the `writer` module), so writers neither sleep
+//! in SQLite's busy handler nor pay a commit each; the busy timeout remains
+//! for other processes (a CLI command next to a running server).
+//!
+//! Lookups by a unique key use `get_result`, never `first`: Diesel renders
+//! `first` as `LIMIT ?` with a bound value, and SQLite (3.47 and later, with
+//! STAT4 compiled in) treats a bound LIMIT as a value the query plan may
+//! depend on, so it re-prepares such a statement on every execution, parsing
+//! the SQL again and defeating the statement cache. Only a query that can
+//! match several rows and wants the first of them keeps `first`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conn;
@@ -17,8 +24,8 @@ mod error;
 pub mod models;
 pub mod repo;
 pub mod schema;
+mod writer;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -60,8 +67,8 @@ pub struct Store {
     pool: r2d2::Pool<conn::Manager>,
     url: DatabaseUrl,
     options: StoreOptions,
-    /// SQLite only: the turn of this process's writers (see the crate docs).
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// SQLite only: the queue of this process's writer thread (see the `writer` module).
+    sqlite_writer: Option<writer::Writer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -110,7 +117,10 @@ impl Store {
             pool.get()
                 .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?,
         );
-        let sqlite_writer = (url.backend() == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let sqlite_writer = match url.backend() {
+            Backend::Sqlite => Some(writer::Writer::spawn(pool.clone())?),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             url,
@@ -220,14 +230,24 @@ impl Store {
             .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
     }
 
-    /// Runs `f` in a write transaction on a blocking thread. Everything `f`
-    /// writes (including outbox rows) commits together or not at all.
+    /// Runs `f` in a write transaction: on SQLite in the writer thread's next
+    /// batch, on PostgreSQL on a blocking thread. Everything `f` writes
+    /// (including outbox rows) commits together or not at all, and the
+    /// answer comes only after the commit.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        if let Some(queue) = &self.sqlite_writer {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let job = writer::job(f, move |r| {
+                let _ = tx.send(r);
+            });
+            queue.submit(job).map_err(E::from)?;
+            return rx.await.map_err(|_| E::from(job_lost()))?;
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write_blocking(f))
             .await
@@ -244,22 +264,25 @@ impl Store {
         in_transaction(&mut conn, false, f)
     }
 
-    /// Synchronous write transaction.
+    /// Synchronous write transaction, on the caller's thread (CLI, tests,
+    /// workers already off the executor). On SQLite it takes the writer's
+    /// turn for the length of its transaction, so it never competes with a
+    /// batch for the database lock.
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx) -> Result<T, E>,
         E: From<StoreError>,
     {
-        // Wait for this process's writer turn before taking a connection, so
-        // waiting writers do not hold connections the readers need. A writer
-        // that panicked leaves no transaction open, so a poisoned lock is safe.
-        let _turn = self
-            .sqlite_writer
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        // Wait for the turn before taking a connection, so waiting writers
+        // do not hold connections the readers need.
+        let _turn = self.sqlite_writer.as_ref().map(|w| w.turn());
         let mut conn = self.pool.get().map_err(StoreError::from)?;
         in_transaction(&mut conn, true, f)
     }
+}
+
+fn job_lost() -> StoreError {
+    StoreError::Internal("a write transaction panicked".into())
 }
 
 fn validate_schema_name(s: &str) -> Result<(), StoreError> {

@@ -18,7 +18,7 @@ pub fn get_key(conn: &mut DbConn, id: &str) -> Result<Option<ApiKey>, StoreError
     Ok(api_keys::table
         .find(id)
         .select(ApiKey::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -26,7 +26,7 @@ pub fn find_key_by_hash(conn: &mut DbConn, key_hash: &str) -> Result<Option<ApiK
     Ok(api_keys::table
         .filter(api_keys::key_hash.eq(key_hash))
         .select(ApiKey::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -85,7 +85,7 @@ pub fn hit(
     Ok(api_rate_counters::table
         .find(&row.id)
         .select(api_rate_counters::hits)
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 /// Deletes counters of windows that started before `before`.
@@ -105,7 +105,7 @@ pub fn find_idempotency(
         .filter(idempotency_keys::api_key_id.eq(api_key_id))
         .filter(idempotency_keys::idem_key.eq(idem_key))
         .select(IdempotencyKey::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -22,7 +22,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Course>, StoreError> {
     Ok(courses::table
         .find(id)
         .select(Course::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -30,7 +30,7 @@ pub fn get_by_slug(conn: &mut DbConn, slug: &str) -> Result<Option<Course>, Stor
     Ok(courses::table
         .filter(courses::slug.eq(slug))
         .select(Course::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -69,7 +69,7 @@ pub fn get_lesson(conn: &mut DbConn, id: &str) -> Result<Option<Lesson>, StoreEr
     Ok(lessons::table
         .find(id)
         .select(Lesson::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -77,7 +77,7 @@ pub fn next_lesson_position(conn: &mut DbConn, course_id: &str) -> Result<i32, S
     let max: Option<i32> = lessons::table
         .filter(lessons::course_id.eq(course_id))
         .select(diesel::dsl::max(lessons::position))
-        .first(conn)?;
+        .get_result(conn)?;
     Ok(max.unwrap_or(0) + 1)
 }
 

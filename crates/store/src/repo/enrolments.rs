@@ -22,7 +22,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Enrolment>, StoreError>
     Ok(enrolments::table
         .find(id)
         .select(Enrolment::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -35,7 +35,7 @@ pub fn find(
         .filter(enrolments::learner_id.eq(learner_id))
         .filter(enrolments::course_id.eq(course_id))
         .select(Enrolment::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

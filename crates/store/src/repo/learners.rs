@@ -24,7 +24,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Learner>, StoreError> {
     Ok(learners::table
         .find(id)
         .select(Learner::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -32,7 +32,7 @@ pub fn find_by_email(conn: &mut DbConn, email_lower: &str) -> Result<Option<Lear
     Ok(learners::table
         .filter(learners::email_lower.eq(email_lower))
         .select(Learner::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -43,7 +43,7 @@ pub fn find_by_external_id(
     Ok(learners::table
         .filter(learners::external_id.eq(external_id))
         .select(Learner::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -149,7 +149,7 @@ pub fn find_identity(
     Ok(learner_identities::table
         .filter(learner_identities::identity_key.eq(identity_key))
         .select(LearnerIdentity::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

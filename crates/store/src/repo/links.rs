@@ -30,7 +30,7 @@ pub fn activity(conn: &mut DbConn, link_id: &str) -> Result<Option<MagicLinkActi
     Ok(magic_link_activity::table
         .find(link_id)
         .select(MagicLinkActivity::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -56,7 +56,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<MagicLink>, StoreError>
     Ok(magic_links::table
         .find(id)
         .select(MagicLink::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -64,7 +64,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<MagicL
     Ok(magic_links::table
         .filter(magic_links::token_hash.eq(token_hash))
         .select(MagicLink::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -81,7 +81,7 @@ pub fn find_by_hash_for_update(
             .filter(magic_links::token_hash.eq(token_hash))
             .select(MagicLink::as_select())
             .for_update()
-            .first(c)
+            .get_result(c)
             .optional()?),
         DbConn::Sqlite(_) => find_by_hash(conn, token_hash),
     }
@@ -216,6 +216,7 @@ pub fn latest_code(
         .filter(signin_codes::used_at.is_null())
         .order((signin_codes::created_at.desc(), signin_codes::id.desc()))
         .select(SigninCode::as_select())
+        // Several rows may match: the newest only (a bound LIMIT, see the crate docs).
         .first(conn)
         .optional()?)
 }
@@ -323,11 +324,11 @@ pub fn hit(
             .find(key)
             .select(RateLimit::as_select())
             .for_update()
-            .first(c)?,
+            .get_result(c)?,
         DbConn::Sqlite(c) => rate_limits::table
             .find(key)
             .select(RateLimit::as_select())
-            .first(c)?,
+            .get_result(c)?,
     };
     if row.window_start + window <= now {
         diesel::update(rate_limits::table.find(key))

@@ -32,7 +32,7 @@ pub fn get_platform(conn: &mut DbConn, id: &str) -> Result<Option<LtiPlatform>, 
     Ok(lti_platforms::table
         .find(id)
         .select(LtiPlatform::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -45,7 +45,7 @@ pub fn find_platform(
         .filter(lti_platforms::issuer.eq(issuer))
         .filter(lti_platforms::client_id.eq(client_id))
         .select(LtiPlatform::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -90,7 +90,7 @@ pub fn find_deployment(
         .filter(lti_deployments::platform_id.eq(platform_id))
         .filter(lti_deployments::deployment_id.eq(deployment_id))
         .select(LtiDeployment::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -119,7 +119,7 @@ pub fn find_login_state(
     Ok(lti_login_states::table
         .filter(lti_login_states::state_hash.eq(state_hash))
         .select(LtiLoginState::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -190,7 +190,7 @@ pub fn find_resource_link(
         .filter(lti_resource_links::deployment_id.eq(deployment_id))
         .filter(lti_resource_links::resource_link_id.eq(resource_link_id))
         .select(LtiResourceLink::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -201,7 +201,7 @@ pub fn get_resource_link(
     Ok(lti_resource_links::table
         .find(id)
         .select(LtiResourceLink::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -311,7 +311,7 @@ pub fn find_ticket(conn: &mut DbConn, ticket_hash: &str) -> Result<Option<LtiTic
     Ok(lti_tickets::table
         .filter(lti_tickets::ticket_hash.eq(ticket_hash))
         .select(LtiTicket::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -361,7 +361,7 @@ pub fn get_deep_link_request(
     Ok(t::table
         .find(id)
         .select(crate::models::LtiDeepLinkRequest::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -15,7 +15,7 @@ pub fn get_enrolment_link(
     Ok(lti_enrolment_links::table
         .find(enrolment_id)
         .select(LtiEnrolmentLink::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -25,7 +25,7 @@ pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Resul
     let current: Option<LtiEnrolmentLink> = lti_enrolment_links::table
         .find(&row.enrolment_id)
         .select(LtiEnrolmentLink::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     if let Some(c) = &current {
         if c.platform_id == row.platform_id
@@ -89,7 +89,7 @@ pub fn valid_token(
         .filter(lti_access_tokens::scope_key.eq(scope_key))
         .filter(lti_access_tokens::expires_at.gt(now))
         .select(LtiAccessToken::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -142,7 +142,7 @@ pub fn get_context_roster(
         .filter(r::context_id.eq(context_id))
         .filter(r::course_id.eq(course_id))
         .select(crate::models::LtiContextRoster::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -178,7 +178,7 @@ pub fn get_roster_removal(
     Ok(r::table
         .find(enrolment_id)
         .select(crate::models::LtiRosterRemoval::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -93,7 +93,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<OutboxMessage>, StoreEr
     Ok(outbox::table
         .find(id)
         .select(OutboxMessage::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

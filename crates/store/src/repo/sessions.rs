@@ -16,7 +16,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<Sessio
     Ok(sessions::table
         .filter(sessions::token_hash.eq(token_hash))
         .select(Session::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

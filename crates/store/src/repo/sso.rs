@@ -18,7 +18,7 @@ pub fn find_state(conn: &mut DbConn, state_hash: &str) -> Result<Option<SsoState
     Ok(sso_states::table
         .filter(sso_states::state_hash.eq(state_hash))
         .select(SsoState::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -22,7 +22,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<StaffUser>, StoreError>
     Ok(staff_users::table
         .find(id)
         .select(StaffUser::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -33,7 +33,7 @@ pub fn find_by_email(
     Ok(staff_users::table
         .filter(staff_users::email_lower.eq(email_lower))
         .select(StaffUser::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

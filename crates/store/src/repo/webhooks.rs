@@ -28,7 +28,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<WebhookEndpoint>, Store
     Ok(webhook_endpoints::table
         .find(id)
         .select(WebhookEndpoint::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -65,7 +65,7 @@ pub fn record_failure(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result
     Ok(webhook_endpoints::table
         .find(id)
         .select(webhook_endpoints::consecutive_failures)
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 pub fn record_success(conn: &mut DbConn, id: &str) -> Result<(), StoreError> {
@@ -90,7 +90,7 @@ pub fn get_delivery(conn: &mut DbConn, id: &str) -> Result<Option<WebhookDeliver
     Ok(webhook_deliveries::table
         .find(id)
         .select(WebhookDelivery::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
