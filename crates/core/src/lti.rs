@@ -312,7 +312,9 @@ pub fn resolve_platform(
     Ok(p)
 }
 
-/// Starts a login: stores single-use state and nonce server-side.
+/// Starts a login: stores single-use state and nonce server-side. The
+/// login's flight record is its launch's (or, if no launch comes, the one
+/// [`purge_expired`] writes): a login that succeeds writes nothing else.
 pub fn begin_login(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -949,6 +951,51 @@ pub struct FlightRecord {
     pub checks: Value,
     /// What went wrong and what to change, in plain words (refusals only).
     pub explanation: Option<String>,
+}
+
+/// What the recorder says of a login whose launch never came.
+pub const LOGIN_ABANDONED: &str = "The LMS sent the browser to the tool's login, but no launch came back. Either the platform refused the sign-in before posting the launch (check in the LMS that the tool's redirect URL is registered exactly as shown on this page, and the LMS's own log), or the learner closed the window.";
+
+/// Deletes what has expired in the LTI door's short-lived tables. A login
+/// that succeeded writes no flight record of its own (its facts travel
+/// with its launch's record); one whose launch never arrived is recorded
+/// here, once its state expires, dated when the login happened.
+pub fn purge_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<usize, CoreError> {
+    let abandoned = repo::lti::abandoned_logins(tx, now.naive_utc())?;
+    let mut platforms: std::collections::HashMap<String, Option<LtiPlatform>> =
+        std::collections::HashMap::new();
+    for login in abandoned {
+        if !platforms.contains_key(&login.platform_id) {
+            let p = repo::lti::get_platform(tx, &login.platform_id)?;
+            platforms.insert(login.platform_id.clone(), p);
+        }
+        let p = platforms.get(&login.platform_id).cloned().flatten();
+        record(
+            tx,
+            crate::access::utc(login.created_at),
+            FlightRecord {
+                step: "login",
+                platform_id: Some(login.platform_id.clone()),
+                issuer: p.as_ref().map(|p| p.issuer.clone()),
+                client_id: p.as_ref().map(|p| p.client_id.clone()),
+                deployment_id: login.deployment_hint.clone(),
+                outcome: "abandoned",
+                reason: Some("launch_not_received".into()),
+                state_path: Some(
+                    if login.storage_target.is_some() {
+                        "storage_offered"
+                    } else {
+                        "cookie"
+                    }
+                    .into(),
+                ),
+                lms: p.and_then(|p| p.lms),
+                checks: json!({ "storage_target": login.storage_target.is_some() }),
+                explanation: Some(LOGIN_ABANDONED.into()),
+            },
+        )?;
+    }
+    Ok(repo::lti::purge_expired(tx, now.naive_utc())?)
 }
 
 pub fn record(tx: &mut Tx, now: DateTime<Utc>, r: FlightRecord) -> Result<(), CoreError> {

@@ -25,7 +25,7 @@ pub fn spawn_maintenance(
             let result = state
                 .store
                 .write(move |tx| {
-                    let n = coursegate_store::repo::lti::purge_expired(tx, now.naive_utc())?
+                    let n = coursegate_core::lti::purge_expired(tx, now)?
                         + coursegate_store::repo::lti_services::purge_expired_tokens(
                             tx,
                             now.naive_utc(),
@@ -53,7 +53,7 @@ pub fn spawn_maintenance(
                             coursegate_core::events::KIND_EVENT,
                             (now - chrono::Duration::days(7)).naive_utc(),
                         )?;
-                    Ok::<_, coursegate_store::StoreError>((n, s))
+                    Ok::<_, coursegate_core::CoreError>((n, s))
                 })
                 .await;
             match result {

@@ -797,3 +797,60 @@ async fn unmapped_links_guide_instructors_and_tell_learners() {
         .unwrap();
     assert!(page.contains("<code>intro</code>"));
 }
+
+/// A login that succeeds writes no flight record of its own: its facts travel
+/// with its launch's record. A login whose launch never arrives is recorded
+/// once its state expires, dated when it happened, with the plain-words reason.
+#[actix_web::test]
+async fn an_abandoned_login_is_recorded_when_its_state_expires() {
+    let h = harness(DeploymentPolicy::Reject).await;
+    let login_at = h.clock.now();
+    let (state, nonce) = h.login().await;
+    let token = h.minter(&nonce).mint();
+    assert_eq!(h.launch(&token, &state).await.status(), 303);
+    let (_abandoned_state, _) = h.login().await;
+
+    let flights = |h: &Harness| {
+        h.store
+            .read_blocking(|tx| {
+                coursegate_store::repo::lti::recent_launches(tx, false, Default::default())
+            })
+            .unwrap()
+    };
+    let recs = flights(&h);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (recs[0].step.as_str(), recs[0].outcome.as_str()),
+        ("launch", "ok")
+    );
+    let checks: serde_json::Value = serde_json::from_str(&recs[0].checks).unwrap();
+    assert_eq!(checks["storage_offered"], false);
+    assert!(checks["passed"].as_u64().unwrap() > 10, "{checks}");
+    assert!(checks["login_ms"].as_i64().unwrap() >= 0, "{checks}");
+
+    // Before expiry, nothing to record; after it, exactly the abandoned login.
+    let purge = |h: &Harness| {
+        let now = h.clock.now();
+        h.store
+            .write_blocking(|tx| core_lti::purge_expired(tx, now))
+            .unwrap()
+    };
+    purge(&h);
+    assert_eq!(flights(&h).len(), 1);
+    h.clock
+        .advance(chrono::Duration::minutes(core_lti::LOGIN_TTL_MINUTES + 1));
+    assert!(purge(&h) >= 2, "both login states are gone");
+    let recs = flights(&h);
+    let abandoned: Vec<_> = recs.iter().filter(|r| r.step == "login").collect();
+    assert_eq!(abandoned.len(), 1, "{recs:?}");
+    let r = abandoned[0];
+    assert_eq!(r.outcome, "abandoned");
+    assert_eq!(r.reason.as_deref(), Some("launch_not_received"));
+    assert_eq!(r.issuer.as_deref(), Some(testing::ISSUER));
+    assert_eq!(r.at, login_at.naive_utc());
+    let checks: serde_json::Value = serde_json::from_str(&r.checks).unwrap();
+    assert_eq!(checks["explanation"], core_lti::LOGIN_ABANDONED);
+    // A second purge finds nothing more to record.
+    purge(&h);
+    assert_eq!(flights(&h).len(), 2);
+}

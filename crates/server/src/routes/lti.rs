@@ -190,33 +190,11 @@ async fn login(
         storage_target: init.lti_storage_target.clone(),
     };
     let secret = state.config.secret.clone();
-    let (hint, storage) = (
-        init.lti_deployment_id.clone(),
-        init.lti_storage_target.is_some(),
-    );
-    // State, nonce and the flight record commit together: one write per login.
+    // State and nonce: one row, one write per login. Its flight record is
+    // the launch's (see `core_lti::begin_login`).
     let started = state
         .store
-        .write(move |tx| {
-            let started = core_lti::begin_login(tx, now, &secret, &req)?;
-            core_lti::record(
-                tx,
-                now,
-                FlightRecord {
-                    step: "login",
-                    platform_id: Some(started.platform.id.clone()),
-                    issuer: Some(started.platform.issuer.clone()),
-                    client_id: Some(started.platform.client_id.clone()),
-                    deployment_id: hint,
-                    outcome: "ok",
-                    lms: started.platform.lms.clone(),
-                    state_path: Some(if storage { "storage_offered" } else { "cookie" }.into()),
-                    checks: json!({ "storage_target": storage }),
-                    ..Default::default()
-                },
-            )?;
-            Ok::<_, CoreError>(started)
-        })
+        .write(move |tx| core_lti::begin_login(tx, now, &secret, &req))
         .await;
     let started = match started {
         Ok(s) => s,
@@ -468,14 +446,15 @@ async fn launch(
         .with_skew_secs(state.config.lti_clock_skew_secs)
         .with_trusted_audiences(core_lti::trusted_audiences(&platform));
     let (verified, trace) = verify_launch_traced(&id_token, &keys, &expect, now);
-    let checks = json!({
-        "kid": trace.kid, "alg": trace.alg, "age_secs": trace.age_secs,
-        "message_type": trace.message_type,
-        "checks": trace.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok })).collect::<Vec<_>>(),
-    });
     let claims = match verified {
         Ok(c) => c,
         Err(e) => {
+            // A refusal keeps every check, so staff see which one failed.
+            let checks = json!({
+                "kid": trace.kid, "alg": trace.alg, "age_secs": trace.age_secs,
+                "message_type": trace.message_type,
+                "checks": trace.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok })).collect::<Vec<_>>(),
+            });
             record(
                 &state,
                 FlightRecord {
@@ -553,7 +532,15 @@ async fn launch(
         reason: None,
         state_path: Some(state_path.into()),
         lms: lms.clone(),
-        checks,
+        // A launch that passed: every check did, so their count says it all;
+        // the login's facts come with it (its own record is not written
+        // when the launch arrives, see `core_lti::begin_login`).
+        checks: json!({
+            "kid": trace.kid, "alg": trace.alg, "age_secs": trace.age_secs,
+            "message_type": trace.message_type, "passed": trace.checks.len(),
+            "login_ms": (now - coursegate_core::access::utc(login.created_at)).num_milliseconds(),
+            "storage_offered": login.storage_target.is_some(),
+        }),
         explanation: None,
     };
     // Completion, its flight record and the continue ticket commit together.

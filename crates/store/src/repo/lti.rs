@@ -166,6 +166,19 @@ pub fn use_nonce(
     Ok(true)
 }
 
+/// Logins that expired without a launch (unused states past their expiry).
+pub fn abandoned_logins(
+    conn: &mut DbConn,
+    now: NaiveDateTime,
+) -> Result<Vec<LtiLoginState>, StoreError> {
+    Ok(lti_login_states::table
+        .filter(lti_login_states::expires_at.lt(now))
+        .filter(lti_login_states::used_at.is_null())
+        .order(lti_login_states::expires_at.asc())
+        .select(LtiLoginState::as_select())
+        .load(conn)?)
+}
+
 /// Deletes expired login states, nonces, tickets and flight records.
 pub fn purge_expired(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StoreError> {
     let mut n =
