@@ -145,6 +145,10 @@ impl r2d2::ManageConnection for Manager {
                     // Checkpoint every ~16 MiB of WAL rather than ~4 MiB: a
                     // page written by many commits is copied back once.
                     "PRAGMA wal_autocheckpoint = 4000;".to_string(),
+                    // The writer's savepoints (group commit) journal the
+                    // pages they change; past 64 KiB SQLite would spill that
+                    // journal to a temporary file, one pwrite per page.
+                    "PRAGMA temp_store = MEMORY;".to_string(),
                 ] {
                     c.batch_execute(&pragma)
                         .map_err(diesel::r2d2::Error::QueryError)?;
