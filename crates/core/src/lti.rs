@@ -456,7 +456,7 @@ fn start_lti_session(
     policy: &SessionPolicy,
     learner_id: &str,
     client: &ClientInfo,
-    detail: Value,
+    detail: serde_json::Map<String, Value>,
 ) -> Result<Started, CoreError> {
     sessions::open_learner_session(
         tx,
@@ -467,16 +467,26 @@ fn start_lti_session(
         &Destination::Dashboard,
         "lti",
         client,
-        object(detail),
+        detail,
     )
 }
 
-/// The fields of a JSON object (anything else: none).
-fn object(v: Value) -> serde_json::Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
+/// What the audit entry of a launch's session says of the launch.
+fn launch_detail(
+    platform_id: &str,
+    v: &VerifiedLaunch,
+    course: Option<&str>,
+) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("platform".into(), json!(platform_id));
+    m.insert("deployment_id".into(), json!(v.deployment_id));
+    m.insert("message_type".into(), json!(v.message_type));
+    m.insert("state_path".into(), json!(v.state_path));
+    m.insert("instructor".into(), json!(v.is_instructor));
+    if let Some(c) = course {
+        m.insert("course".into(), json!(c));
     }
+    m
 }
 
 /// Completes a verified launch in one transaction: consumes state and nonce,
@@ -626,6 +636,11 @@ pub fn complete_launch(
         course = repo::courses::get_by_slug(tx, slug)?;
     }
 
+    // A session for a page of the door itself (Deep Linking, the picker).
+    let door_session = |tx: &mut Tx| {
+        let detail = launch_detail(&platform.id, v, None);
+        start_lti_session(tx, now, secret, policy, &learner.id, client, detail)
+    };
     if v.message_type == "LtiDeepLinkingRequest" {
         if !v.is_instructor {
             return Err(CoreError::refused(
@@ -633,15 +648,7 @@ pub fn complete_launch(
                 "Only instructors can choose content for a course.",
             ));
         }
-        let started = start_lti_session(
-            tx,
-            now,
-            secret,
-            policy,
-            &learner.id,
-            client,
-            json!({ "platform": platform.id, "deployment_id": v.deployment_id, "deep_linking": true }),
-        )?;
+        let started = door_session(tx)?;
         let settings = v.deep_link.clone().ok_or_else(|| {
             CoreError::refused(
                 "deep_linking_settings_missing",
@@ -674,15 +681,7 @@ pub fn complete_launch(
 
     let Some(course) = course else {
         if v.is_instructor {
-            let started = start_lti_session(
-                tx,
-                now,
-                secret,
-                policy,
-                &learner.id,
-                client,
-                json!({ "platform": platform.id, "deployment_id": v.deployment_id, "state_path": v.state_path, "instructor": true }),
-            )?;
+            let started = door_session(tx)?;
             return Ok(LaunchResult::Session {
                 started,
                 course_slug: None,
@@ -699,10 +698,9 @@ pub fn complete_launch(
 
     // An instructor of a resource link gets the instructor view of its
     // course, not an enrolment as a learner.
-    let launch_detail = json!({ "platform": platform.id, "deployment_id": v.deployment_id, "course": course.slug, "state_path": v.state_path, "instructor": v.is_instructor });
+    let detail = launch_detail(&platform.id, v, Some(&course.slug));
     if let (true, Some(rl)) = (v.is_instructor, link_row.as_ref()) {
-        let started =
-            start_lti_session(tx, now, secret, policy, &learner.id, client, launch_detail)?;
+        let started = start_lti_session(tx, now, secret, policy, &learner.id, client, detail)?;
         return Ok(LaunchResult::Session {
             started,
             course_slug: Some(course.slug),
@@ -748,7 +746,7 @@ pub fn complete_launch(
         &destination,
         "lti",
         client,
-        object(launch_detail),
+        detail,
     )?;
     Ok(LaunchResult::Session {
         started,
@@ -1119,7 +1117,7 @@ pub fn redeem_ticket(
         policy,
         &t.learner_id,
         client,
-        json!({ "handoff": true }),
+        serde_json::Map::from_iter([("handoff".to_string(), json!(true))]),
     )?;
     started.redirect = t.redirect;
     // A Deep Linking request belongs to the session that picks the content:
