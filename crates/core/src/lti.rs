@@ -7,6 +7,8 @@
 //! the server verifies first (network I/O for keys happens outside any
 //! transaction), then calls [`complete_launch`] with the verified facts.
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use chrono::{DateTime, Duration, Utc};
 use coursegate_store::{
     models::{
@@ -960,22 +962,21 @@ pub const LOGIN_ABANDONED: &str = "The LMS sent the browser to the tool's login,
 /// here, once its state expires, dated when the login happened.
 pub fn purge_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<usize, CoreError> {
     let abandoned = repo::lti::abandoned_logins(tx, now.naive_utc())?;
-    let mut platforms: std::collections::HashMap<String, Option<LtiPlatform>> =
-        std::collections::HashMap::new();
+    let mut platforms: HashMap<String, Option<LtiPlatform>> = HashMap::new();
     for login in abandoned {
-        if !platforms.contains_key(&login.platform_id) {
-            let p = repo::lti::get_platform(tx, &login.platform_id)?;
-            platforms.insert(login.platform_id.clone(), p);
-        }
-        let p = platforms.get(&login.platform_id).cloned().flatten();
+        let p = match platforms.entry(login.platform_id.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(repo::lti::get_platform(tx, &login.platform_id)?),
+        };
+        let p = p.as_ref();
         record(
             tx,
             crate::access::utc(login.created_at),
             FlightRecord {
                 step: "login",
                 platform_id: Some(login.platform_id.clone()),
-                issuer: p.as_ref().map(|p| p.issuer.clone()),
-                client_id: p.as_ref().map(|p| p.client_id.clone()),
+                issuer: p.map(|p| p.issuer.clone()),
+                client_id: p.map(|p| p.client_id.clone()),
                 deployment_id: login.deployment_hint.clone(),
                 outcome: "abandoned",
                 reason: Some("launch_not_received".into()),
@@ -987,7 +988,7 @@ pub fn purge_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<usize, CoreError
                     }
                     .into(),
                 ),
-                lms: p.and_then(|p| p.lms),
+                lms: p.and_then(|p| p.lms.clone()),
                 checks: json!({ "storage_target": login.storage_target.is_some() }),
                 explanation: Some(LOGIN_ABANDONED.into()),
             },

@@ -3,15 +3,13 @@
 //! A failing or panicking transaction leaves no trace and costs the others
 //! nothing; every success is visible to a fresh read as soon as it is reported.
 
+mod common;
+
 use std::sync::Arc;
 
-use coursegate_store::{repo, Store, StoreError, StoreOptions};
+use common::now;
 
-fn now() -> chrono::NaiveDateTime {
-    chrono::DateTime::from_timestamp(1_800_000_000, 0)
-        .unwrap()
-        .naive_utc()
-}
+use coursegate_store::{repo, Store, StoreError, StoreOptions};
 
 fn sqlite_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! SQLite and (when `TEST_DATABASE_URL` is set, or always under `CI=true`) on
 //! PostgreSQL, leaving the same tables on both.
 
+mod common;
+
 use coursegate_store::{Store, StoreOptions};
 
 fn versions(dir: &str) -> Vec<String> {
@@ -52,7 +54,9 @@ fn sqlite_up_down_up() {
 
 #[test]
 fn postgres_up_down_up_matches_sqlite() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg_url("migration") else {
+        return;
+    };
     let schema = format!("t_mig_{}", uuid::Uuid::new_v4().simple());
     let store = Store::connect(
         &url,
@@ -74,22 +78,4 @@ fn postgres_up_down_up_matches_sqlite() {
     .unwrap();
     sqlite.migrate().unwrap();
     assert_eq!(sqlite.table_names().unwrap(), pg_tables);
-}
-
-fn pg_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI")
-        }
-        _ => {
-            // Written straight to stderr so the test harness does not swallow it.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED: PostgreSQL migration test: TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test) ***\n"
-            );
-            None
-        }
-    }
 }

@@ -4,6 +4,8 @@
 //! replaces a dead one). Runs when `TEST_DATABASE_URL` is set (always under
 //! `CI=true`); skipped loudly otherwise.
 
+mod common;
+
 use std::sync::{Arc, Barrier};
 
 use coursegate_store::{repo, DbConn, Store, StoreError, StoreOptions};
@@ -28,7 +30,9 @@ fn backend_pid(tx: &mut DbConn) -> Result<i32, StoreError> {
 
 #[test]
 fn connections_ended_by_the_server_are_replaced_without_a_failed_request() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg_url("pool") else {
+        return;
+    };
     let size = 3;
     let store = Arc::new(
         Store::connect(
@@ -87,9 +91,7 @@ fn connections_ended_by_the_server_are_replaced_without_a_failed_request() {
     }
 
     // Every transaction after that succeeds, on new connections.
-    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
-        .unwrap()
-        .naive_utc();
+    let now = common::now();
     for i in 0..(2 * size) {
         store
             .write_blocking(|tx| repo::settings::put(tx, &format!("k{i}"), "v", now))
@@ -102,21 +104,4 @@ fn connections_ended_by_the_server_are_replaced_without_a_failed_request() {
         .unwrap();
     assert_eq!(k0.as_deref(), Some("v"));
     store.drop_pg_schema().unwrap();
-}
-
-fn pg_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI")
-        }
-        _ => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED: PostgreSQL pool test: TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test) ***\n"
-            );
-            None
-        }
-    }
 }
