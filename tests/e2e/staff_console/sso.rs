@@ -108,17 +108,22 @@ async fn start_provider(port: u16, redirect_uri: &str) -> Provider {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node starts");
-    let p = Provider {
+    let mut p = Provider {
         child,
         issuer: format!("http://127.0.0.1:{port}"),
     };
     let discovery = format!("{}/.well-known/openid-configuration", p.issuer);
     let http = reqwest::Client::new();
-    for _ in 0..100 {
+    // Node can take a while to start while the other tests load both cores:
+    // wait up to a minute, but stop at once if the provider has exited.
+    for _ in 0..600 {
         if let Ok(r) = http.get(&discovery).send().await {
             if r.status() == 200 {
                 return p;
             }
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            panic!("oidc-provider exited ({status}) before answering discovery at {discovery}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
