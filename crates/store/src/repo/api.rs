@@ -8,51 +8,63 @@ use crate::schema::{api_keys, api_rate_counters, idempotency_keys};
 use crate::{DbConn, StoreError};
 
 pub fn insert_key(conn: &mut DbConn, row: &ApiKey) -> Result<(), StoreError> {
-    diesel::insert_into(api_keys::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(api_keys::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn get_key(conn: &mut DbConn, id: &str) -> Result<Option<ApiKey>, StoreError> {
-    Ok(api_keys::table
-        .find(id)
-        .select(ApiKey::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(api_keys::table
+            .find(id)
+            .select(ApiKey::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn find_key_by_hash(conn: &mut DbConn, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-    Ok(api_keys::table
-        .filter(api_keys::key_hash.eq(key_hash))
-        .select(ApiKey::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(api_keys::table
+            .filter(api_keys::key_hash.eq(key_hash))
+            .select(ApiKey::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn list_keys(conn: &mut DbConn) -> Result<Vec<ApiKey>, StoreError> {
-    Ok(api_keys::table
-        .order((api_keys::created_at.asc(), api_keys::id.asc()))
-        .select(ApiKey::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(api_keys::table
+            .order((api_keys::created_at.asc(), api_keys::id.asc()))
+            .select(ApiKey::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn touch_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
-    diesel::update(api_keys::table.find(id))
-        .set(api_keys::last_used_at.eq(Some(now)))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(api_keys::table.find(id))
+            .set(api_keys::last_used_at.eq(Some(now)))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn revoke_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        api_keys::table
-            .find(id)
-            .filter(api_keys::revoked_at.is_null()),
-    )
-    .set(api_keys::revoked_at.eq(Some(now)))
-    .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        let n = diesel::update(
+            api_keys::table
+                .find(id)
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::revoked_at.eq(Some(now)))
+        .execute(conn)?;
+        Ok(n == 1)
+    })
 }
 
 /// Adds one hit to the key's counter for `window_start` and returns the new
@@ -90,10 +102,12 @@ pub fn hit(
 
 /// Deletes counters of windows that started before `before`.
 pub fn purge_counters(conn: &mut DbConn, before: NaiveDateTime) -> Result<usize, StoreError> {
-    Ok(
-        diesel::delete(api_rate_counters::table.filter(api_rate_counters::window_start.lt(before)))
-            .execute(conn)?,
-    )
+    direct!(conn, {
+        Ok(diesel::delete(
+            api_rate_counters::table.filter(api_rate_counters::window_start.lt(before)),
+        )
+        .execute(conn)?)
+    })
 }
 
 pub fn find_idempotency(
@@ -101,12 +115,14 @@ pub fn find_idempotency(
     api_key_id: &str,
     idem_key: &str,
 ) -> Result<Option<IdempotencyKey>, StoreError> {
-    Ok(idempotency_keys::table
-        .filter(idempotency_keys::api_key_id.eq(api_key_id))
-        .filter(idempotency_keys::idem_key.eq(idem_key))
-        .select(IdempotencyKey::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(idempotency_keys::table
+            .filter(idempotency_keys::api_key_id.eq(api_key_id))
+            .filter(idempotency_keys::idem_key.eq(idem_key))
+            .select(IdempotencyKey::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Inserts the record unless one exists for (key, Idempotency-Key). Returns
@@ -135,23 +151,29 @@ pub fn complete_idempotency(
     status: i32,
     body: &str,
 ) -> Result<(), StoreError> {
-    diesel::update(idempotency_keys::table.find(id))
-        .set((
-            idempotency_keys::response_status.eq(Some(status)),
-            idempotency_keys::response_body.eq(Some(body)),
-        ))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(idempotency_keys::table.find(id))
+            .set((
+                idempotency_keys::response_status.eq(Some(status)),
+                idempotency_keys::response_body.eq(Some(body)),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn delete_idempotency(conn: &mut DbConn, id: &str) -> Result<(), StoreError> {
-    diesel::delete(idempotency_keys::table.find(id)).execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::delete(idempotency_keys::table.find(id)).execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn purge_idempotency(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StoreError> {
-    Ok(
-        diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.lt(now)))
-            .execute(conn)?,
-    )
+    direct!(conn, {
+        Ok(
+            diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.lt(now)))
+                .execute(conn)?,
+        )
+    })
 }

@@ -10,28 +10,32 @@ use crate::{DbConn, StoreError};
 
 /// Inserts a link with its (empty) activity row.
 pub fn insert(conn: &mut DbConn, row: &MagicLink) -> Result<(), StoreError> {
-    diesel::insert_into(magic_links::table)
-        .values(row)
-        .execute(conn)?;
-    diesel::insert_into(magic_link_activity::table)
-        .values(&MagicLinkActivity {
-            link_id: row.id.clone(),
-            sent_at: None,
-            last_opened_at: None,
-            opened_count: 0,
-            suspected_scanner: false,
-            last_redeemed_at: None,
-        })
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(magic_links::table)
+            .values(row)
+            .execute(conn)?;
+        diesel::insert_into(magic_link_activity::table)
+            .values(&MagicLinkActivity {
+                link_id: row.id.clone(),
+                sent_at: None,
+                last_opened_at: None,
+                opened_count: 0,
+                suspected_scanner: false,
+                last_redeemed_at: None,
+            })
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn activity(conn: &mut DbConn, link_id: &str) -> Result<Option<MagicLinkActivity>, StoreError> {
-    Ok(magic_link_activity::table
-        .find(link_id)
-        .select(MagicLinkActivity::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(magic_link_activity::table
+            .find(link_id)
+            .select(MagicLinkActivity::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn mark_redeemed(
@@ -39,33 +43,41 @@ pub fn mark_redeemed(
     link_id: &str,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
-    diesel::update(magic_link_activity::table.find(link_id))
-        .set(magic_link_activity::last_redeemed_at.eq(Some(now)))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(magic_link_activity::table.find(link_id))
+            .set(magic_link_activity::last_redeemed_at.eq(Some(now)))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn update(conn: &mut DbConn, row: &MagicLink) -> Result<(), StoreError> {
-    diesel::update(magic_links::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(magic_links::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<MagicLink>, StoreError> {
-    Ok(magic_links::table
-        .find(id)
-        .select(MagicLink::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(magic_links::table
+            .find(id)
+            .select(MagicLink::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<MagicLink>, StoreError> {
-    Ok(magic_links::table
-        .filter(magic_links::token_hash.eq(token_hash))
-        .select(MagicLink::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(magic_links::table
+            .filter(magic_links::token_hash.eq(token_hash))
+            .select(MagicLink::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Like [`find_by_hash`], for a write transaction that will change the link's
@@ -96,18 +108,20 @@ pub fn supersede_learner_links(
     enrolment_id: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    let mut q = diesel::update(magic_links::table)
-        .filter(magic_links::subject_id.eq(learner_id))
-        .filter(magic_links::purpose.eq("learner"))
-        .filter(magic_links::kind.eq(kind))
-        .filter(magic_links::superseded_at.is_null())
-        .filter(magic_links::revoked_at.is_null())
-        .into_boxed();
-    if let Some(e) = enrolment_id {
-        q = q.filter(magic_links::enrolment_id.eq(e));
-    }
-    Ok(q.set(magic_links::superseded_at.eq(Some(now)))
-        .execute(conn)?)
+    direct!(conn, {
+        let mut q = diesel::update(magic_links::table)
+            .filter(magic_links::subject_id.eq(learner_id))
+            .filter(magic_links::purpose.eq("learner"))
+            .filter(magic_links::kind.eq(kind))
+            .filter(magic_links::superseded_at.is_null())
+            .filter(magic_links::revoked_at.is_null())
+            .into_boxed();
+        if let Some(e) = enrolment_id {
+            q = q.filter(magic_links::enrolment_id.eq(e));
+        }
+        Ok(q.set(magic_links::superseded_at.eq(Some(now)))
+            .execute(conn)?)
+    })
 }
 
 /// Supersedes every live link of a staff user.
@@ -116,13 +130,15 @@ pub fn supersede_staff_links(
     staff_id: &str,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(magic_links::table)
-        .filter(magic_links::subject_id.eq(staff_id))
-        .filter(magic_links::purpose.eq("staff"))
-        .filter(magic_links::superseded_at.is_null())
-        .filter(magic_links::revoked_at.is_null())
-        .set(magic_links::superseded_at.eq(Some(now)))
-        .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::update(magic_links::table)
+            .filter(magic_links::subject_id.eq(staff_id))
+            .filter(magic_links::purpose.eq("staff"))
+            .filter(magic_links::superseded_at.is_null())
+            .filter(magic_links::revoked_at.is_null())
+            .set(magic_links::superseded_at.eq(Some(now)))
+            .execute(conn)?)
+    })
 }
 
 /// Revokes every live link of a learner; returns how many.
@@ -131,12 +147,14 @@ pub fn revoke_all_for_learner(
     learner_id: &str,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(magic_links::table)
-        .filter(magic_links::subject_id.eq(learner_id))
-        .filter(magic_links::purpose.eq("learner"))
-        .filter(magic_links::revoked_at.is_null())
-        .set(magic_links::revoked_at.eq(Some(now)))
-        .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::update(magic_links::table)
+            .filter(magic_links::subject_id.eq(learner_id))
+            .filter(magic_links::purpose.eq("learner"))
+            .filter(magic_links::revoked_at.is_null())
+            .set(magic_links::revoked_at.eq(Some(now)))
+            .execute(conn)?)
+    })
 }
 
 /// A learner's links, newest first.
@@ -145,13 +163,15 @@ pub fn of_learner(
     learner_id: &str,
     limit: i64,
 ) -> Result<Vec<MagicLink>, StoreError> {
-    Ok(magic_links::table
-        .filter(magic_links::subject_id.eq(learner_id))
-        .filter(magic_links::purpose.eq("learner"))
-        .order((magic_links::created_at.desc(), magic_links::id.desc()))
-        .limit(limit)
-        .select(MagicLink::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(magic_links::table
+            .filter(magic_links::subject_id.eq(learner_id))
+            .filter(magic_links::purpose.eq("learner"))
+            .order((magic_links::created_at.desc(), magic_links::id.desc()))
+            .limit(limit)
+            .select(MagicLink::as_select())
+            .load(conn)?)
+    })
 }
 
 /// Records an open of the confirmation page (telemetry only: it changes
@@ -162,46 +182,54 @@ pub fn record_open(
     now: NaiveDateTime,
     scanner: bool,
 ) -> Result<(), StoreError> {
-    if scanner {
-        diesel::update(magic_link_activity::table.find(id))
-            .set((
-                magic_link_activity::last_opened_at.eq(Some(now)),
-                magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
-                magic_link_activity::suspected_scanner.eq(true),
-            ))
-            .execute(conn)?;
-    } else {
-        diesel::update(magic_link_activity::table.find(id))
-            .set((
-                magic_link_activity::last_opened_at.eq(Some(now)),
-                magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
+    direct!(conn, {
+        if scanner {
+            diesel::update(magic_link_activity::table.find(id))
+                .set((
+                    magic_link_activity::last_opened_at.eq(Some(now)),
+                    magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
+                    magic_link_activity::suspected_scanner.eq(true),
+                ))
+                .execute(conn)?;
+        } else {
+            diesel::update(magic_link_activity::table.find(id))
+                .set((
+                    magic_link_activity::last_opened_at.eq(Some(now)),
+                    magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 pub fn mark_sent(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
-    diesel::update(magic_link_activity::table.find(id))
-        .set(magic_link_activity::sent_at.eq(Some(now)))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(magic_link_activity::table.find(id))
+            .set(magic_link_activity::sent_at.eq(Some(now)))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 // ---- sign-in codes ----
 
 pub fn insert_code(conn: &mut DbConn, row: &SigninCode) -> Result<(), StoreError> {
-    diesel::insert_into(signin_codes::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(signin_codes::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn update_code(conn: &mut DbConn, row: &SigninCode) -> Result<(), StoreError> {
-    diesel::update(signin_codes::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(signin_codes::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// The newest unused code of a purpose bound to a browser.
@@ -210,15 +238,17 @@ pub fn latest_code(
     browser_hash: &str,
     purpose: &str,
 ) -> Result<Option<SigninCode>, StoreError> {
-    Ok(signin_codes::table
-        .filter(signin_codes::browser_hash.eq(browser_hash))
-        .filter(signin_codes::purpose.eq(purpose))
-        .filter(signin_codes::used_at.is_null())
-        .order((signin_codes::created_at.desc(), signin_codes::id.desc()))
-        .select(SigninCode::as_select())
-        // Several rows may match: the newest only (a bound LIMIT, see the crate docs).
-        .first(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(signin_codes::table
+            .filter(signin_codes::browser_hash.eq(browser_hash))
+            .filter(signin_codes::purpose.eq(purpose))
+            .filter(signin_codes::used_at.is_null())
+            .order((signin_codes::created_at.desc(), signin_codes::id.desc()))
+            .select(SigninCode::as_select())
+            // Several rows may match: the newest only (a bound LIMIT, see the crate docs).
+            .first(conn)
+            .optional()?)
+    })
 }
 
 /// [`latest_code`] for a transaction that will count an attempt: the row is
@@ -250,23 +280,27 @@ pub fn retire_codes(
     purpose: &str,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(signin_codes::table)
-        .filter(signin_codes::browser_hash.eq(browser_hash))
-        .filter(signin_codes::purpose.eq(purpose))
-        .filter(signin_codes::used_at.is_null())
-        .set(signin_codes::used_at.eq(Some(now)))
-        .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::update(signin_codes::table)
+            .filter(signin_codes::browser_hash.eq(browser_hash))
+            .filter(signin_codes::purpose.eq(purpose))
+            .filter(signin_codes::used_at.is_null())
+            .set(signin_codes::used_at.eq(Some(now)))
+            .execute(conn)?)
+    })
 }
 
 // ---- device bindings ----
 
 pub fn is_bound(conn: &mut DbConn, link_id: &str, device_hash: &str) -> Result<bool, StoreError> {
-    let n: i64 = device_bindings::table
-        .filter(device_bindings::link_id.eq(link_id))
-        .filter(device_bindings::device_hash.eq(device_hash))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
+    direct!(conn, {
+        let n: i64 = device_bindings::table
+            .filter(device_bindings::link_id.eq(link_id))
+            .filter(device_bindings::device_hash.eq(device_hash))
+            .count()
+            .get_result(conn)?;
+        Ok(n > 0)
+    })
 }
 
 pub fn bind(conn: &mut DbConn, row: &DeviceBinding) -> Result<(), StoreError> {
@@ -280,10 +314,12 @@ pub fn bind(conn: &mut DbConn, row: &DeviceBinding) -> Result<(), StoreError> {
 }
 
 pub fn devices_of(conn: &mut DbConn, link_id: &str) -> Result<i64, StoreError> {
-    Ok(device_bindings::table
-        .filter(device_bindings::link_id.eq(link_id))
-        .count()
-        .get_result(conn)?)
+    direct!(conn, {
+        Ok(device_bindings::table
+            .filter(device_bindings::link_id.eq(link_id))
+            .count()
+            .get_result(conn)?)
+    })
 }
 
 // ---- rate limits ----
@@ -347,8 +383,10 @@ pub fn hit(
 
 /// Removes windows that ended before `before`.
 pub fn purge_rate_limits(conn: &mut DbConn, before: NaiveDateTime) -> Result<usize, StoreError> {
-    Ok(
-        diesel::delete(rate_limits::table.filter(rate_limits::window_start.lt(before)))
-            .execute(conn)?,
-    )
+    direct!(conn, {
+        Ok(
+            diesel::delete(rate_limits::table.filter(rate_limits::window_start.lt(before)))
+                .execute(conn)?,
+        )
+    })
 }

@@ -15,25 +15,31 @@ use crate::schema::{
 use crate::{DbConn, StoreError};
 
 pub fn insert_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
-    diesel::insert_into(lti_platforms::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(lti_platforms::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn update_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
-    diesel::update(lti_platforms::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(lti_platforms::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn get_platform(conn: &mut DbConn, id: &str) -> Result<Option<LtiPlatform>, StoreError> {
-    Ok(lti_platforms::table
-        .find(id)
-        .select(LtiPlatform::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_platforms::table
+            .find(id)
+            .select(LtiPlatform::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn find_platform(
@@ -41,12 +47,14 @@ pub fn find_platform(
     issuer: &str,
     client_id: &str,
 ) -> Result<Option<LtiPlatform>, StoreError> {
-    Ok(lti_platforms::table
-        .filter(lti_platforms::issuer.eq(issuer))
-        .filter(lti_platforms::client_id.eq(client_id))
-        .select(LtiPlatform::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_platforms::table
+            .filter(lti_platforms::issuer.eq(issuer))
+            .filter(lti_platforms::client_id.eq(client_id))
+            .select(LtiPlatform::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Every registration of an issuer (an issuer may have many client_ids).
@@ -54,31 +62,39 @@ pub fn platforms_of_issuer(
     conn: &mut DbConn,
     issuer: &str,
 ) -> Result<Vec<LtiPlatform>, StoreError> {
-    Ok(lti_platforms::table
-        .filter(lti_platforms::issuer.eq(issuer))
-        .select(LtiPlatform::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(lti_platforms::table
+            .filter(lti_platforms::issuer.eq(issuer))
+            .select(LtiPlatform::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn list_platforms(conn: &mut DbConn) -> Result<Vec<LtiPlatform>, StoreError> {
-    Ok(lti_platforms::table
-        .order((lti_platforms::name.asc(), lti_platforms::id.asc()))
-        .select(LtiPlatform::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(lti_platforms::table
+            .order((lti_platforms::name.asc(), lti_platforms::id.asc()))
+            .select(LtiPlatform::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn insert_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), StoreError> {
-    diesel::insert_into(lti_deployments::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(lti_deployments::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn update_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), StoreError> {
-    diesel::update(lti_deployments::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(lti_deployments::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn find_deployment(
@@ -86,41 +102,49 @@ pub fn find_deployment(
     platform_id: &str,
     deployment_id: &str,
 ) -> Result<Option<LtiDeployment>, StoreError> {
-    Ok(lti_deployments::table
-        .filter(lti_deployments::platform_id.eq(platform_id))
-        .filter(lti_deployments::deployment_id.eq(deployment_id))
-        .select(LtiDeployment::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_deployments::table
+            .filter(lti_deployments::platform_id.eq(platform_id))
+            .filter(lti_deployments::deployment_id.eq(deployment_id))
+            .select(LtiDeployment::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn deployments_of(
     conn: &mut DbConn,
     platform_id: &str,
 ) -> Result<Vec<LtiDeployment>, StoreError> {
-    Ok(lti_deployments::table
-        .filter(lti_deployments::platform_id.eq(platform_id))
-        .order(lti_deployments::created_at.asc())
-        .select(LtiDeployment::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(lti_deployments::table
+            .filter(lti_deployments::platform_id.eq(platform_id))
+            .order(lti_deployments::created_at.asc())
+            .select(LtiDeployment::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn insert_login_state(conn: &mut DbConn, row: &LtiLoginState) -> Result<(), StoreError> {
-    diesel::insert_into(lti_login_states::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(lti_login_states::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn find_login_state(
     conn: &mut DbConn,
     state_hash: &str,
 ) -> Result<Option<LtiLoginState>, StoreError> {
-    Ok(lti_login_states::table
-        .filter(lti_login_states::state_hash.eq(state_hash))
-        .select(LtiLoginState::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_login_states::table
+            .filter(lti_login_states::state_hash.eq(state_hash))
+            .select(LtiLoginState::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Marks a login state used; returns false if it was already used (a replay).
@@ -129,14 +153,16 @@ pub fn consume_login_state(
     id: &str,
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        lti_login_states::table
-            .find(id)
-            .filter(lti_login_states::used_at.is_null()),
-    )
-    .set(lti_login_states::used_at.eq(Some(now)))
-    .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        let n = diesel::update(
+            lti_login_states::table
+                .find(id)
+                .filter(lti_login_states::used_at.is_null()),
+        )
+        .set(lti_login_states::used_at.eq(Some(now)))
+        .execute(conn)?;
+        Ok(n == 1)
+    })
 }
 
 /// Records a nonce as used; returns false if this platform already used it.
@@ -147,23 +173,25 @@ pub fn use_nonce(
     nonce: &str,
     expires_at: NaiveDateTime,
 ) -> Result<bool, StoreError> {
-    let exists: i64 = lti_nonces::table
-        .filter(lti_nonces::platform_id.eq(platform_id))
-        .filter(lti_nonces::nonce.eq(nonce))
-        .count()
-        .get_result(conn)?;
-    if exists > 0 {
-        return Ok(false);
-    }
-    diesel::insert_into(lti_nonces::table)
-        .values((
-            lti_nonces::id.eq(id),
-            lti_nonces::platform_id.eq(platform_id),
-            lti_nonces::nonce.eq(nonce),
-            lti_nonces::expires_at.eq(expires_at),
-        ))
-        .execute(conn)?;
-    Ok(true)
+    direct!(conn, {
+        let exists: i64 = lti_nonces::table
+            .filter(lti_nonces::platform_id.eq(platform_id))
+            .filter(lti_nonces::nonce.eq(nonce))
+            .count()
+            .get_result(conn)?;
+        if exists > 0 {
+            return Ok(false);
+        }
+        diesel::insert_into(lti_nonces::table)
+            .values((
+                lti_nonces::id.eq(id),
+                lti_nonces::platform_id.eq(platform_id),
+                lti_nonces::nonce.eq(nonce),
+                lti_nonces::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+        Ok(true)
+    })
 }
 
 /// Logins that expired without a launch (unused states past their expiry).
@@ -171,25 +199,30 @@ pub fn abandoned_logins(
     conn: &mut DbConn,
     now: NaiveDateTime,
 ) -> Result<Vec<LtiLoginState>, StoreError> {
-    Ok(lti_login_states::table
-        .filter(lti_login_states::expires_at.lt(now))
-        .filter(lti_login_states::used_at.is_null())
-        .order(lti_login_states::expires_at.asc())
-        .select(LtiLoginState::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(lti_login_states::table
+            .filter(lti_login_states::expires_at.lt(now))
+            .filter(lti_login_states::used_at.is_null())
+            .order(lti_login_states::expires_at.asc())
+            .select(LtiLoginState::as_select())
+            .load(conn)?)
+    })
 }
 
 /// Deletes expired login states, nonces, tickets and flight records.
 pub fn purge_expired(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StoreError> {
-    let mut n =
-        diesel::delete(lti_login_states::table.filter(lti_login_states::expires_at.lt(now)))
+    direct!(conn, {
+        let mut n =
+            diesel::delete(lti_login_states::table.filter(lti_login_states::expires_at.lt(now)))
+                .execute(conn)?;
+        n += diesel::delete(lti_nonces::table.filter(lti_nonces::expires_at.lt(now)))
             .execute(conn)?;
-    n += diesel::delete(lti_nonces::table.filter(lti_nonces::expires_at.lt(now))).execute(conn)?;
-    n +=
-        diesel::delete(lti_tickets::table.filter(lti_tickets::expires_at.lt(now))).execute(conn)?;
-    n += diesel::delete(lti_launches::table.filter(lti_launches::expires_at.lt(now)))
-        .execute(conn)?;
-    Ok(n)
+        n += diesel::delete(lti_tickets::table.filter(lti_tickets::expires_at.lt(now)))
+            .execute(conn)?;
+        n += diesel::delete(lti_launches::table.filter(lti_launches::expires_at.lt(now)))
+            .execute(conn)?;
+        Ok(n)
+    })
 }
 
 pub fn find_resource_link(
@@ -198,24 +231,28 @@ pub fn find_resource_link(
     deployment_id: &str,
     resource_link_id: &str,
 ) -> Result<Option<LtiResourceLink>, StoreError> {
-    Ok(lti_resource_links::table
-        .filter(lti_resource_links::platform_id.eq(platform_id))
-        .filter(lti_resource_links::deployment_id.eq(deployment_id))
-        .filter(lti_resource_links::resource_link_id.eq(resource_link_id))
-        .select(LtiResourceLink::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_resource_links::table
+            .filter(lti_resource_links::platform_id.eq(platform_id))
+            .filter(lti_resource_links::deployment_id.eq(deployment_id))
+            .filter(lti_resource_links::resource_link_id.eq(resource_link_id))
+            .select(LtiResourceLink::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn get_resource_link(
     conn: &mut DbConn,
     id: &str,
 ) -> Result<Option<LtiResourceLink>, StoreError> {
-    Ok(lti_resource_links::table
-        .find(id)
-        .select(LtiResourceLink::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_resource_links::table
+            .find(id)
+            .select(LtiResourceLink::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// The resource links of one LMS context (by `context_id`) on a platform,
@@ -224,15 +261,17 @@ pub fn resource_links_of_context(
     conn: &mut DbConn,
     link: &LtiResourceLink,
 ) -> Result<Vec<LtiResourceLink>, StoreError> {
-    match &link.context_id {
-        Some(ctx) => Ok(lti_resource_links::table
-            .filter(lti_resource_links::platform_id.eq(&link.platform_id))
-            .filter(lti_resource_links::context_id.eq(ctx))
-            .order(lti_resource_links::created_at.asc())
-            .select(LtiResourceLink::as_select())
-            .load(conn)?),
-        None => Ok(vec![link.clone()]),
-    }
+    direct!(conn, {
+        match &link.context_id {
+            Some(ctx) => Ok(lti_resource_links::table
+                .filter(lti_resource_links::platform_id.eq(&link.platform_id))
+                .filter(lti_resource_links::context_id.eq(ctx))
+                .order(lti_resource_links::created_at.asc())
+                .select(LtiResourceLink::as_select())
+                .load(conn)?),
+            None => Ok(vec![link.clone()]),
+        }
+    })
 }
 
 /// Connects a resource link that has no course yet to `course_id`; false
@@ -244,17 +283,19 @@ pub fn map_unmapped_resource_link(
     course_id: &str,
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        lti_resource_links::table
-            .filter(lti_resource_links::id.eq(id))
-            .filter(lti_resource_links::course_id.is_null()),
-    )
-    .set((
-        lti_resource_links::course_id.eq(course_id),
-        lti_resource_links::updated_at.eq(now),
-    ))
-    .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        let n = diesel::update(
+            lti_resource_links::table
+                .filter(lti_resource_links::id.eq(id))
+                .filter(lti_resource_links::course_id.is_null()),
+        )
+        .set((
+            lti_resource_links::course_id.eq(course_id),
+            lti_resource_links::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        Ok(n == 1)
+    })
 }
 
 /// The resource links of a platform, newest first.
@@ -263,37 +304,45 @@ pub fn resource_links_of_platform(
     platform_id: &str,
     page: Page,
 ) -> Result<Vec<LtiResourceLink>, StoreError> {
-    Ok(lti_resource_links::table
-        .filter(lti_resource_links::platform_id.eq(platform_id))
-        .order((
-            lti_resource_links::created_at.desc(),
-            lti_resource_links::id.desc(),
-        ))
-        .limit(page.limit)
-        .offset(page.offset)
-        .select(LtiResourceLink::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(lti_resource_links::table
+            .filter(lti_resource_links::platform_id.eq(platform_id))
+            .order((
+                lti_resource_links::created_at.desc(),
+                lti_resource_links::id.desc(),
+            ))
+            .limit(page.limit)
+            .offset(page.offset)
+            .select(LtiResourceLink::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
-    diesel::insert_into(lti_resource_links::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(lti_resource_links::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn update_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
-    diesel::update(lti_resource_links::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(lti_resource_links::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn record_launch(conn: &mut DbConn, row: &LtiLaunch) -> Result<(), StoreError> {
-    diesel::insert_into(lti_launches::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(lti_launches::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn recent_launches(
@@ -301,52 +350,62 @@ pub fn recent_launches(
     failures_only: bool,
     page: Page,
 ) -> Result<Vec<LtiLaunch>, StoreError> {
-    let mut q = lti_launches::table
-        .select(LtiLaunch::as_select())
-        .into_boxed();
-    if failures_only {
-        q = q.filter(lti_launches::outcome.ne("ok"));
-    }
-    Ok(q.order((lti_launches::at.desc(), lti_launches::id.desc()))
-        .limit(page.limit)
-        .offset(page.offset)
-        .load(conn)?)
+    direct!(conn, {
+        let mut q = lti_launches::table
+            .select(LtiLaunch::as_select())
+            .into_boxed();
+        if failures_only {
+            q = q.filter(lti_launches::outcome.ne("ok"));
+        }
+        Ok(q.order((lti_launches::at.desc(), lti_launches::id.desc()))
+            .limit(page.limit)
+            .offset(page.offset)
+            .load(conn)?)
+    })
 }
 
 pub fn insert_ticket(conn: &mut DbConn, row: &LtiTicket) -> Result<(), StoreError> {
-    diesel::insert_into(lti_tickets::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(lti_tickets::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn find_ticket(conn: &mut DbConn, ticket_hash: &str) -> Result<Option<LtiTicket>, StoreError> {
-    Ok(lti_tickets::table
-        .filter(lti_tickets::ticket_hash.eq(ticket_hash))
-        .select(LtiTicket::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_tickets::table
+            .filter(lti_tickets::ticket_hash.eq(ticket_hash))
+            .select(LtiTicket::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn consume_ticket(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        lti_tickets::table
-            .find(id)
-            .filter(lti_tickets::used_at.is_null()),
-    )
-    .set(lti_tickets::used_at.eq(Some(now)))
-    .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        let n = diesel::update(
+            lti_tickets::table
+                .find(id)
+                .filter(lti_tickets::used_at.is_null()),
+        )
+        .set(lti_tickets::used_at.eq(Some(now)))
+        .execute(conn)?;
+        Ok(n == 1)
+    })
 }
 
 pub fn insert_deep_link_request(
     conn: &mut DbConn,
     row: &crate::models::LtiDeepLinkRequest,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(crate::schema::lti_deep_link_requests::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(crate::schema::lti_deep_link_requests::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Moves the open Deep Linking requests of a launch's session to the session
@@ -356,26 +415,30 @@ pub fn rebind_deep_link_requests(
     from_session: &str,
     to_session: &str,
 ) -> Result<usize, StoreError> {
-    use crate::schema::lti_deep_link_requests as t;
-    Ok(diesel::update(
-        t::table
-            .filter(t::session_id.eq(from_session))
-            .filter(t::used_at.is_null()),
-    )
-    .set(t::session_id.eq(to_session))
-    .execute(conn)?)
+    direct!(conn, {
+        use crate::schema::lti_deep_link_requests as t;
+        Ok(diesel::update(
+            t::table
+                .filter(t::session_id.eq(from_session))
+                .filter(t::used_at.is_null()),
+        )
+        .set(t::session_id.eq(to_session))
+        .execute(conn)?)
+    })
 }
 
 pub fn get_deep_link_request(
     conn: &mut DbConn,
     id: &str,
 ) -> Result<Option<crate::models::LtiDeepLinkRequest>, StoreError> {
-    use crate::schema::lti_deep_link_requests as t;
-    Ok(t::table
-        .find(id)
-        .select(crate::models::LtiDeepLinkRequest::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        use crate::schema::lti_deep_link_requests as t;
+        Ok(t::table
+            .find(id)
+            .select(crate::models::LtiDeepLinkRequest::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Marks a deep linking request answered; false if it already was.
@@ -384,9 +447,11 @@ pub fn use_deep_link_request(
     id: &str,
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
-    use crate::schema::lti_deep_link_requests as t;
-    let n = diesel::update(t::table.find(id).filter(t::used_at.is_null()))
-        .set(t::used_at.eq(Some(now)))
-        .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        use crate::schema::lti_deep_link_requests as t;
+        let n = diesel::update(t::table.find(id).filter(t::used_at.is_null()))
+            .set(t::used_at.eq(Some(now)))
+            .execute(conn)?;
+        Ok(n == 1)
+    })
 }

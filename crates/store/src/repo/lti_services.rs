@@ -12,43 +12,47 @@ pub fn get_enrolment_link(
     conn: &mut DbConn,
     enrolment_id: &str,
 ) -> Result<Option<LtiEnrolmentLink>, StoreError> {
-    Ok(lti_enrolment_links::table
-        .find(enrolment_id)
-        .select(LtiEnrolmentLink::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_enrolment_links::table
+            .find(enrolment_id)
+            .select(LtiEnrolmentLink::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Inserts or replaces the link of an enrolment (the latest launch wins).
 pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Result<(), StoreError> {
-    // Every launch calls this; most find the row as it was: no write then.
-    let current: Option<LtiEnrolmentLink> = lti_enrolment_links::table
-        .find(&row.enrolment_id)
-        .select(LtiEnrolmentLink::as_select())
-        .get_result(conn)
-        .optional()?;
-    if let Some(c) = &current {
-        if c.platform_id == row.platform_id
-            && c.resource_link_id == row.resource_link_id
-            && c.lti_sub == row.lti_sub
-        {
-            return Ok(());
+    direct!(conn, {
+        // Every launch calls this; most find the row as it was: no write then.
+        let current: Option<LtiEnrolmentLink> = lti_enrolment_links::table
+            .find(&row.enrolment_id)
+            .select(LtiEnrolmentLink::as_select())
+            .get_result(conn)
+            .optional()?;
+        if let Some(c) = &current {
+            if c.platform_id == row.platform_id
+                && c.resource_link_id == row.resource_link_id
+                && c.lti_sub == row.lti_sub
+            {
+                return Ok(());
+            }
         }
-    }
-    let n = diesel::update(lti_enrolment_links::table.find(&row.enrolment_id))
-        .set((
-            lti_enrolment_links::platform_id.eq(&row.platform_id),
-            lti_enrolment_links::resource_link_id.eq(&row.resource_link_id),
-            lti_enrolment_links::lti_sub.eq(&row.lti_sub),
-            lti_enrolment_links::updated_at.eq(row.updated_at),
-        ))
-        .execute(conn)?;
-    if n == 0 {
-        diesel::insert_into(lti_enrolment_links::table)
-            .values(row)
+        let n = diesel::update(lti_enrolment_links::table.find(&row.enrolment_id))
+            .set((
+                lti_enrolment_links::platform_id.eq(&row.platform_id),
+                lti_enrolment_links::resource_link_id.eq(&row.resource_link_id),
+                lti_enrolment_links::lti_sub.eq(&row.lti_sub),
+                lti_enrolment_links::updated_at.eq(row.updated_at),
+            ))
             .execute(conn)?;
-    }
-    Ok(())
+        if n == 0 {
+            diesel::insert_into(lti_enrolment_links::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 /// The enrolment links that point at any of `resource_link_ids`.
@@ -56,11 +60,13 @@ pub fn enrolment_links_of(
     conn: &mut DbConn,
     resource_link_ids: &[String],
 ) -> Result<Vec<LtiEnrolmentLink>, StoreError> {
-    Ok(lti_enrolment_links::table
-        .filter(lti_enrolment_links::resource_link_id.eq_any(resource_link_ids))
-        .order(lti_enrolment_links::created_at.asc())
-        .select(LtiEnrolmentLink::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(lti_enrolment_links::table
+            .filter(lti_enrolment_links::resource_link_id.eq_any(resource_link_ids))
+            .order(lti_enrolment_links::created_at.asc())
+            .select(LtiEnrolmentLink::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn set_last_score_at(
@@ -68,13 +74,15 @@ pub fn set_last_score_at(
     enrolment_id: &str,
     at: NaiveDateTime,
 ) -> Result<(), StoreError> {
-    diesel::update(lti_enrolment_links::table.find(enrolment_id))
-        .set((
-            lti_enrolment_links::last_score_at.eq(Some(at)),
-            lti_enrolment_links::updated_at.eq(at),
-        ))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(lti_enrolment_links::table.find(enrolment_id))
+            .set((
+                lti_enrolment_links::last_score_at.eq(Some(at)),
+                lti_enrolment_links::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// A cached token still valid at `now`.
@@ -84,27 +92,31 @@ pub fn valid_token(
     scope_key: &str,
     now: NaiveDateTime,
 ) -> Result<Option<LtiAccessToken>, StoreError> {
-    Ok(lti_access_tokens::table
-        .filter(lti_access_tokens::platform_id.eq(platform_id))
-        .filter(lti_access_tokens::scope_key.eq(scope_key))
-        .filter(lti_access_tokens::expires_at.gt(now))
-        .select(LtiAccessToken::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(lti_access_tokens::table
+            .filter(lti_access_tokens::platform_id.eq(platform_id))
+            .filter(lti_access_tokens::scope_key.eq(scope_key))
+            .filter(lti_access_tokens::expires_at.gt(now))
+            .select(LtiAccessToken::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Stores a token, replacing any older one for the same platform and scopes.
 pub fn put_token(conn: &mut DbConn, row: &LtiAccessToken) -> Result<(), StoreError> {
-    diesel::delete(
-        lti_access_tokens::table
-            .filter(lti_access_tokens::platform_id.eq(&row.platform_id))
-            .filter(lti_access_tokens::scope_key.eq(&row.scope_key)),
-    )
-    .execute(conn)?;
-    diesel::insert_into(lti_access_tokens::table)
-        .values(row)
+    direct!(conn, {
+        diesel::delete(
+            lti_access_tokens::table
+                .filter(lti_access_tokens::platform_id.eq(&row.platform_id))
+                .filter(lti_access_tokens::scope_key.eq(&row.scope_key)),
+        )
         .execute(conn)?;
-    Ok(())
+        diesel::insert_into(lti_access_tokens::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Forgets a token the platform refused (401). Only that exact token, so a
@@ -114,19 +126,23 @@ pub fn forget_token(
     platform_id: &str,
     access_token: &str,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::delete(
-        lti_access_tokens::table
-            .filter(lti_access_tokens::platform_id.eq(platform_id))
-            .filter(lti_access_tokens::access_token.eq(access_token)),
-    )
-    .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::delete(
+            lti_access_tokens::table
+                .filter(lti_access_tokens::platform_id.eq(platform_id))
+                .filter(lti_access_tokens::access_token.eq(access_token)),
+        )
+        .execute(conn)?)
+    })
 }
 
 pub fn purge_expired_tokens(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StoreError> {
-    Ok(
-        diesel::delete(lti_access_tokens::table.filter(lti_access_tokens::expires_at.le(now)))
-            .execute(conn)?,
-    )
+    direct!(conn, {
+        Ok(
+            diesel::delete(lti_access_tokens::table.filter(lti_access_tokens::expires_at.le(now)))
+                .execute(conn)?,
+        )
+    })
 }
 
 /// The roster sync state of a context for a course.
@@ -136,14 +152,16 @@ pub fn get_context_roster(
     context_id: &str,
     course_id: &str,
 ) -> Result<Option<crate::models::LtiContextRoster>, StoreError> {
-    use crate::schema::lti_context_rosters as r;
-    Ok(r::table
-        .filter(r::platform_id.eq(platform_id))
-        .filter(r::context_id.eq(context_id))
-        .filter(r::course_id.eq(course_id))
-        .select(crate::models::LtiContextRoster::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        use crate::schema::lti_context_rosters as r;
+        Ok(r::table
+            .filter(r::platform_id.eq(platform_id))
+            .filter(r::context_id.eq(context_id))
+            .filter(r::course_id.eq(course_id))
+            .select(crate::models::LtiContextRoster::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Records a sync of a context and the differences URL it offered (or none).
@@ -151,49 +169,57 @@ pub fn put_context_roster(
     conn: &mut DbConn,
     row: &crate::models::LtiContextRoster,
 ) -> Result<(), StoreError> {
-    use crate::schema::lti_context_rosters as r;
-    let n = diesel::update(
-        r::table
-            .filter(r::platform_id.eq(&row.platform_id))
-            .filter(r::context_id.eq(&row.context_id))
-            .filter(r::course_id.eq(&row.course_id)),
-    )
-    .set((
-        r::differences_url.eq(&row.differences_url),
-        r::synced_at.eq(row.synced_at),
-        r::updated_at.eq(row.updated_at),
-    ))
-    .execute(conn)?;
-    if n == 0 {
-        diesel::insert_into(r::table).values(row).execute(conn)?;
-    }
-    Ok(())
+    direct!(conn, {
+        use crate::schema::lti_context_rosters as r;
+        let n = diesel::update(
+            r::table
+                .filter(r::platform_id.eq(&row.platform_id))
+                .filter(r::context_id.eq(&row.context_id))
+                .filter(r::course_id.eq(&row.course_id)),
+        )
+        .set((
+            r::differences_url.eq(&row.differences_url),
+            r::synced_at.eq(row.synced_at),
+            r::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)?;
+        if n == 0 {
+            diesel::insert_into(r::table).values(row).execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 pub fn get_roster_removal(
     conn: &mut DbConn,
     enrolment_id: &str,
 ) -> Result<Option<crate::models::LtiRosterRemoval>, StoreError> {
-    use crate::schema::lti_roster_removals as r;
-    Ok(r::table
-        .find(enrolment_id)
-        .select(crate::models::LtiRosterRemoval::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        use crate::schema::lti_roster_removals as r;
+        Ok(r::table
+            .find(enrolment_id)
+            .select(crate::models::LtiRosterRemoval::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn insert_roster_removal(
     conn: &mut DbConn,
     row: &crate::models::LtiRosterRemoval,
 ) -> Result<(), StoreError> {
-    use crate::schema::lti_roster_removals as r;
-    diesel::delete(r::table.find(&row.enrolment_id)).execute(conn)?;
-    diesel::insert_into(r::table).values(row).execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        use crate::schema::lti_roster_removals as r;
+        diesel::delete(r::table.find(&row.enrolment_id)).execute(conn)?;
+        diesel::insert_into(r::table).values(row).execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn delete_roster_removal(conn: &mut DbConn, enrolment_id: &str) -> Result<(), StoreError> {
-    use crate::schema::lti_roster_removals as r;
-    diesel::delete(r::table.find(enrolment_id)).execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        use crate::schema::lti_roster_removals as r;
+        diesel::delete(r::table.find(enrolment_id)).execute(conn)?;
+        Ok(())
+    })
 }

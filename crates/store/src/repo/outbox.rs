@@ -26,19 +26,21 @@ pub const DONE: &str = "done";
 /// Inserts a row; when `dedupe_key` is set and already present, nothing is
 /// inserted and `Ok(false)` is returned (idempotent producers).
 pub fn insert(conn: &mut DbConn, row: &OutboxMessage) -> Result<bool, StoreError> {
-    if let Some(key) = &row.dedupe_key {
-        let exists: i64 = outbox::table
-            .filter(outbox::dedupe_key.eq(key))
-            .count()
-            .get_result(conn)?;
-        if exists > 0 {
-            return Ok(false);
+    direct!(conn, {
+        if let Some(key) = &row.dedupe_key {
+            let exists: i64 = outbox::table
+                .filter(outbox::dedupe_key.eq(key))
+                .count()
+                .get_result(conn)?;
+            if exists > 0 {
+                return Ok(false);
+            }
         }
-    }
-    diesel::insert_into(outbox::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(true)
+        diesel::insert_into(outbox::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(true)
+    })
 }
 
 /// Claims up to `limit` due rows of the given kinds until `lease_until`.
@@ -90,11 +92,13 @@ pub fn claim_due(
 }
 
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
-    Ok(outbox::table
-        .find(id)
-        .select(OutboxMessage::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(outbox::table
+            .find(id)
+            .select(OutboxMessage::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn mark_sent(
@@ -103,15 +107,17 @@ pub fn mark_sent(
     now: NaiveDateTime,
     note: Option<&str>,
 ) -> Result<(), StoreError> {
-    diesel::update(outbox::table.find(id))
-        .set((
-            outbox::status.eq(SENT),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::last_error.eq(note),
-            outbox::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(outbox::table.find(id))
+            .set((
+                outbox::status.eq(SENT),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::last_error.eq(note),
+                outbox::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Records a failed attempt: back to pending at `next_attempt_at`, or dead.
@@ -122,35 +128,39 @@ pub fn mark_failed(
     error: &str,
     next_attempt_at: Option<NaiveDateTime>,
 ) -> Result<(), StoreError> {
-    let status = if next_attempt_at.is_some() {
-        PENDING
-    } else {
-        DEAD
-    };
-    diesel::update(outbox::table.find(id))
-        .set((
-            outbox::status.eq(status),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::last_error.eq(Some(error)),
-            outbox::next_attempt_at.eq(next_attempt_at.unwrap_or(now)),
-            outbox::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        let status = if next_attempt_at.is_some() {
+            PENDING
+        } else {
+            DEAD
+        };
+        diesel::update(outbox::table.find(id))
+            .set((
+                outbox::status.eq(status),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::last_error.eq(Some(error)),
+                outbox::next_attempt_at.eq(next_attempt_at.unwrap_or(now)),
+                outbox::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Puts a dead (or sent) row back in the queue for another attempt.
 pub fn replay(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
-    let n = diesel::update(outbox::table.find(id).filter(outbox::status.ne(PENDING)))
-        .set((
-            outbox::status.eq(PENDING),
-            outbox::attempts.eq(0),
-            outbox::next_attempt_at.eq(now),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        let n = diesel::update(outbox::table.find(id).filter(outbox::status.ne(PENDING)))
+            .set((
+                outbox::status.eq(PENDING),
+                outbox::attempts.eq(0),
+                outbox::next_attempt_at.eq(now),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(n == 1)
+    })
 }
 
 pub fn list(
@@ -159,54 +169,64 @@ pub fn list(
     kind: Option<&str>,
     page: Page,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
-    let mut q = outbox::table
-        .select(OutboxMessage::as_select())
-        .into_boxed();
-    if let Some(s) = status {
-        q = q.filter(outbox::status.eq(s.to_string()));
-    }
-    if let Some(k) = kind {
-        q = q.filter(outbox::kind.eq(k.to_string()));
-    }
-    Ok(q.order((outbox::created_at.desc(), outbox::id.desc()))
-        .limit(page.limit)
-        .offset(page.offset)
-        .load(conn)?)
+    direct!(conn, {
+        let mut q = outbox::table
+            .select(OutboxMessage::as_select())
+            .into_boxed();
+        if let Some(s) = status {
+            q = q.filter(outbox::status.eq(s.to_string()));
+        }
+        if let Some(k) = kind {
+            q = q.filter(outbox::kind.eq(k.to_string()));
+        }
+        Ok(q.order((outbox::created_at.desc(), outbox::id.desc()))
+            .limit(page.limit)
+            .offset(page.offset)
+            .load(conn)?)
+    })
 }
 
 /// Rows of one topic family, oldest first (tests and staff views).
 pub fn by_topic(conn: &mut DbConn, topic: &str) -> Result<Vec<OutboxMessage>, StoreError> {
-    Ok(outbox::table
-        .filter(outbox::topic.eq(topic))
-        .order(outbox::created_at.asc())
-        .select(OutboxMessage::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(outbox::table
+            .filter(outbox::topic.eq(topic))
+            .order(outbox::created_at.asc())
+            .select(OutboxMessage::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn count_by_status(conn: &mut DbConn, status: &str) -> Result<i64, StoreError> {
-    Ok(outbox::table
-        .filter(outbox::status.eq(status))
-        .count()
-        .get_result(conn)?)
+    direct!(conn, {
+        Ok(outbox::table
+            .filter(outbox::status.eq(status))
+            .count()
+            .get_result(conn)?)
+    })
 }
 
 /// Replaces a row's payload (the email worker scrubs secrets after sending).
 pub fn set_payload(conn: &mut DbConn, id: &str, payload: &str) -> Result<(), StoreError> {
-    diesel::update(outbox::table.find(id))
-        .set(outbox::payload.eq(payload))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(outbox::table.find(id))
+            .set(outbox::payload.eq(payload))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 /// Marks a claimed row done (an event processed by its consumer).
 pub fn mark_done(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
-    diesel::update(outbox::table.find(id))
-        .set((
-            outbox::status.eq(DONE),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(outbox::table.find(id))
+            .set((
+                outbox::status.eq(DONE),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Re-queues dead rows whose dedupe key starts with `prefix` (a webhook
@@ -216,23 +236,25 @@ pub fn replay_by_dedupe_prefix(
     prefix: &str,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    let escaped = prefix
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    Ok(diesel::update(
-        outbox::table
-            .filter(outbox::status.eq(DEAD))
-            .filter(outbox::dedupe_key.like(format!("{escaped}%")).escape('\\')),
-    )
-    .set((
-        outbox::status.eq(PENDING),
-        outbox::attempts.eq(0),
-        outbox::next_attempt_at.eq(now),
-        outbox::locked_until.eq(None::<NaiveDateTime>),
-        outbox::updated_at.eq(now),
-    ))
-    .execute(conn)?)
+    direct!(conn, {
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        Ok(diesel::update(
+            outbox::table
+                .filter(outbox::status.eq(DEAD))
+                .filter(outbox::dedupe_key.like(format!("{escaped}%")).escape('\\')),
+        )
+        .set((
+            outbox::status.eq(PENDING),
+            outbox::attempts.eq(0),
+            outbox::next_attempt_at.eq(now),
+            outbox::locked_until.eq(None::<NaiveDateTime>),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(conn)?)
+    })
 }
 
 /// Deletes rows of `kind` that were processed (`done`) before `before`: domain
@@ -242,11 +264,13 @@ pub fn purge_done(
     kind: &str,
     before: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::delete(
-        outbox::table
-            .filter(outbox::kind.eq(kind))
-            .filter(outbox::status.eq(DONE))
-            .filter(outbox::updated_at.lt(before)),
-    )
-    .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::delete(
+            outbox::table
+                .filter(outbox::kind.eq(kind))
+                .filter(outbox::status.eq(DONE))
+                .filter(outbox::updated_at.lt(before)),
+        )
+        .execute(conn)?)
+    })
 }

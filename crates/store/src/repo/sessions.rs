@@ -6,36 +6,44 @@ use crate::schema::sessions;
 use crate::{DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Session) -> Result<(), StoreError> {
-    diesel::insert_into(sessions::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(sessions::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<Session>, StoreError> {
-    Ok(sessions::table
-        .filter(sessions::token_hash.eq(token_hash))
-        .select(Session::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(sessions::table
+            .filter(sessions::token_hash.eq(token_hash))
+            .select(Session::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
-    diesel::update(sessions::table.find(id))
-        .set(sessions::last_seen_at.eq(now))
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(sessions::table.find(id))
+            .set(sessions::last_seen_at.eq(now))
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn revoke(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
-    diesel::update(
-        sessions::table
-            .find(id)
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set(sessions::revoked_at.eq(now))
-    .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(
+            sessions::table
+                .find(id)
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Revokes every live session of a learner; returns how many.
@@ -44,13 +52,15 @@ pub fn revoke_all_for_learner(
     learner_id: &str,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        sessions::table
-            .filter(sessions::learner_id.eq(learner_id))
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set(sessions::revoked_at.eq(now))
-    .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::update(
+            sessions::table
+                .filter(sessions::learner_id.eq(learner_id))
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)?)
+    })
 }
 
 pub fn revoke_all_for_staff(
@@ -58,13 +68,15 @@ pub fn revoke_all_for_staff(
     staff_id: &str,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        sessions::table
-            .filter(sessions::staff_id.eq(staff_id))
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set(sessions::revoked_at.eq(now))
-    .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::update(
+            sessions::table
+                .filter(sessions::staff_id.eq(staff_id))
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)?)
+    })
 }
 
 pub fn of_learner(
@@ -72,22 +84,26 @@ pub fn of_learner(
     learner_id: &str,
     limit: i64,
 ) -> Result<Vec<Session>, StoreError> {
-    Ok(sessions::table
-        .filter(sessions::learner_id.eq(learner_id))
-        .order(sessions::created_at.desc())
-        .limit(limit)
-        .select(Session::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(sessions::table
+            .filter(sessions::learner_id.eq(learner_id))
+            .order(sessions::created_at.desc())
+            .limit(limit)
+            .select(Session::as_select())
+            .load(conn)?)
+    })
 }
 
 /// Deletes sessions that ended before `before`; returns how many.
 pub fn purge_ended(conn: &mut DbConn, before: NaiveDateTime) -> Result<usize, StoreError> {
-    Ok(diesel::delete(
-        sessions::table.filter(
-            sessions::absolute_expires_at
-                .lt(before)
-                .or(sessions::revoked_at.lt(before)),
-        ),
-    )
-    .execute(conn)?)
+    direct!(conn, {
+        Ok(diesel::delete(
+            sessions::table.filter(
+                sessions::absolute_expires_at
+                    .lt(before)
+                    .or(sessions::revoked_at.lt(before)),
+            ),
+        )
+        .execute(conn)?)
+    })
 }

@@ -6,18 +6,22 @@ use crate::schema::settings;
 use crate::{DbConn, StoreError};
 
 pub fn all(conn: &mut DbConn) -> Result<Vec<Setting>, StoreError> {
-    Ok(settings::table
-        .order(settings::key.asc())
-        .select(Setting::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(settings::table
+            .order(settings::key.asc())
+            .select(Setting::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn get(conn: &mut DbConn, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(settings::table
-        .find(key)
-        .select(settings::value)
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(settings::table
+            .find(key)
+            .select(settings::value)
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Insert or replace one setting (update first, insert when absent: portable
@@ -28,17 +32,19 @@ pub fn put(
     value: &str,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
-    let n = diesel::update(settings::table.find(key))
-        .set((settings::value.eq(value), settings::updated_at.eq(now)))
-        .execute(conn)?;
-    if n == 0 {
-        diesel::insert_into(settings::table)
-            .values(&Setting {
-                key: key.to_string(),
-                value: value.to_string(),
-                updated_at: now,
-            })
+    direct!(conn, {
+        let n = diesel::update(settings::table.find(key))
+            .set((settings::value.eq(value), settings::updated_at.eq(now)))
             .execute(conn)?;
-    }
-    Ok(())
+        if n == 0 {
+            diesel::insert_into(settings::table)
+                .values(&Setting {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    updated_at: now,
+                })
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }

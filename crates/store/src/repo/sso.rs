@@ -8,37 +8,45 @@ use crate::schema::sso_states;
 use crate::{DbConn, StoreError};
 
 pub fn insert_state(conn: &mut DbConn, row: &SsoState) -> Result<(), StoreError> {
-    diesel::insert_into(sso_states::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(sso_states::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn find_state(conn: &mut DbConn, state_hash: &str) -> Result<Option<SsoState>, StoreError> {
-    Ok(sso_states::table
-        .filter(sso_states::state_hash.eq(state_hash))
-        .select(SsoState::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(sso_states::table
+            .filter(sso_states::state_hash.eq(state_hash))
+            .select(SsoState::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Marks a login state used; returns false if it was already used (a replay
 /// racing this one).
 pub fn consume_state(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        sso_states::table
-            .find(id)
-            .filter(sso_states::used_at.is_null()),
-    )
-    .set(sso_states::used_at.eq(Some(now)))
-    .execute(conn)?;
-    Ok(n == 1)
+    direct!(conn, {
+        let n = diesel::update(
+            sso_states::table
+                .find(id)
+                .filter(sso_states::used_at.is_null()),
+        )
+        .set(sso_states::used_at.eq(Some(now)))
+        .execute(conn)?;
+        Ok(n == 1)
+    })
 }
 
 /// Deletes login states that expired before `before`.
 pub fn purge_expired(conn: &mut DbConn, before: NaiveDateTime) -> Result<usize, StoreError> {
-    Ok(
-        diesel::delete(sso_states::table.filter(sso_states::expires_at.lt(before)))
-            .execute(conn)?,
-    )
+    direct!(conn, {
+        Ok(
+            diesel::delete(sso_states::table.filter(sso_states::expires_at.lt(before)))
+                .execute(conn)?,
+        )
+    })
 }

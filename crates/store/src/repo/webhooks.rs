@@ -11,87 +11,108 @@ pub const ACTIVE: &str = "active";
 pub const DISABLED: &str = "disabled";
 
 pub fn insert(conn: &mut DbConn, row: &WebhookEndpoint) -> Result<(), StoreError> {
-    diesel::insert_into(webhook_endpoints::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(webhook_endpoints::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn update(conn: &mut DbConn, row: &WebhookEndpoint) -> Result<(), StoreError> {
-    diesel::update(webhook_endpoints::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(webhook_endpoints::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
-    Ok(webhook_endpoints::table
-        .find(id)
-        .select(WebhookEndpoint::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(webhook_endpoints::table
+            .find(id)
+            .select(WebhookEndpoint::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 pub fn list(conn: &mut DbConn) -> Result<Vec<WebhookEndpoint>, StoreError> {
-    Ok(webhook_endpoints::table
-        .order((
-            webhook_endpoints::created_at.asc(),
-            webhook_endpoints::id.asc(),
-        ))
-        .select(WebhookEndpoint::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(webhook_endpoints::table
+            .order((
+                webhook_endpoints::created_at.asc(),
+                webhook_endpoints::id.asc(),
+            ))
+            .select(WebhookEndpoint::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn active(conn: &mut DbConn) -> Result<Vec<WebhookEndpoint>, StoreError> {
-    Ok(webhook_endpoints::table
-        .filter(webhook_endpoints::status.eq(ACTIVE))
-        .order(webhook_endpoints::id.asc())
-        .select(WebhookEndpoint::as_select())
-        .load(conn)?)
+    direct!(conn, {
+        Ok(webhook_endpoints::table
+            .filter(webhook_endpoints::status.eq(ACTIVE))
+            .order(webhook_endpoints::id.asc())
+            .select(WebhookEndpoint::as_select())
+            .load(conn)?)
+    })
 }
 
 pub fn delete(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
-    Ok(diesel::delete(webhook_endpoints::table.find(id)).execute(conn)? == 1)
+    direct!(conn, {
+        Ok(diesel::delete(webhook_endpoints::table.find(id)).execute(conn)? == 1)
+    })
 }
 
 /// Adds one to the failure streak and returns the new value.
 pub fn record_failure(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<i32, StoreError> {
-    diesel::update(webhook_endpoints::table.find(id))
-        .set((
-            webhook_endpoints::consecutive_failures.eq(webhook_endpoints::consecutive_failures + 1),
-            webhook_endpoints::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(webhook_endpoints::table
-        .find(id)
-        .select(webhook_endpoints::consecutive_failures)
-        .get_result(conn)?)
+    direct!(conn, {
+        diesel::update(webhook_endpoints::table.find(id))
+            .set((
+                webhook_endpoints::consecutive_failures
+                    .eq(webhook_endpoints::consecutive_failures + 1),
+                webhook_endpoints::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(webhook_endpoints::table
+            .find(id)
+            .select(webhook_endpoints::consecutive_failures)
+            .get_result(conn)?)
+    })
 }
 
 pub fn record_success(conn: &mut DbConn, id: &str) -> Result<(), StoreError> {
-    diesel::update(
-        webhook_endpoints::table
-            .find(id)
-            .filter(webhook_endpoints::consecutive_failures.ne(0)),
-    )
-    .set(webhook_endpoints::consecutive_failures.eq(0))
-    .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::update(
+            webhook_endpoints::table
+                .find(id)
+                .filter(webhook_endpoints::consecutive_failures.ne(0)),
+        )
+        .set(webhook_endpoints::consecutive_failures.eq(0))
+        .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn insert_delivery(conn: &mut DbConn, row: &WebhookDelivery) -> Result<(), StoreError> {
-    diesel::insert_into(webhook_deliveries::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    direct!(conn, {
+        diesel::insert_into(webhook_deliveries::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    })
 }
 
 pub fn get_delivery(conn: &mut DbConn, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
-    Ok(webhook_deliveries::table
-        .find(id)
-        .select(WebhookDelivery::as_select())
-        .get_result(conn)
-        .optional()?)
+    direct!(conn, {
+        Ok(webhook_deliveries::table
+            .find(id)
+            .select(WebhookDelivery::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
 }
 
 /// Deliveries of an endpoint, newest first, keyset-paged by id (UUIDv7).
@@ -101,14 +122,16 @@ pub fn deliveries_of(
     before: Option<&str>,
     limit: i64,
 ) -> Result<Vec<WebhookDelivery>, StoreError> {
-    let mut q = webhook_deliveries::table
-        .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
-        .select(WebhookDelivery::as_select())
-        .into_boxed();
-    if let Some(b) = before {
-        q = q.filter(webhook_deliveries::id.lt(b.to_string()));
-    }
-    Ok(q.order(webhook_deliveries::id.desc())
-        .limit(limit)
-        .load(conn)?)
+    direct!(conn, {
+        let mut q = webhook_deliveries::table
+            .filter(webhook_deliveries::endpoint_id.eq(endpoint_id))
+            .select(WebhookDelivery::as_select())
+            .into_boxed();
+        if let Some(b) = before {
+            q = q.filter(webhook_deliveries::id.lt(b.to_string()));
+        }
+        Ok(q.order(webhook_deliveries::id.desc())
+            .limit(limit)
+            .load(conn)?)
+    })
 }
