@@ -494,11 +494,15 @@ fn launch_detail(
 /// Completes a verified launch in one transaction: consumes state and nonce,
 /// checks the deployment, links the identity, maps the resource link to a
 /// course, upserts the enrolment and starts the session.
+///
+/// `platform` is the registration [`find_login`] returned for this launch's
+/// state moments before (it is not read again).
 pub fn complete_launch(
     tx: &mut Tx,
     now: DateTime<Utc>,
     secret: &Secret,
     policy: &SessionPolicy,
+    platform: &LtiPlatform,
     v: &VerifiedLaunch,
     client: &ClientInfo,
 ) -> Result<LaunchResult, CoreError> {
@@ -521,8 +525,11 @@ pub fn complete_launch(
             "This id_token's nonce was already used: a replayed launch is refused.",
         ));
     }
-    let platform =
-        repo::lti::get_platform(tx, &v.platform_id)?.ok_or(CoreError::NotFound("platform"))?;
+    if platform.id != v.platform_id {
+        return Err(CoreError::Internal(
+            "the launch was completed against another platform than its login's".into(),
+        ));
+    }
     match repo::lti::find_deployment(tx, &platform.id, &v.deployment_id)? {
         Some(d) if d.status == "active" => {}
         Some(d) if d.status == "pending" => {
@@ -600,7 +607,10 @@ pub fn complete_launch(
         let before = row.clone();
         if let Some(slug) = &v.custom_course {
             match repo::courses::get_by_slug(tx, slug)? {
-                Some(c) => row.course_id = Some(c.id),
+                Some(c) => {
+                    row.course_id = Some(c.id.clone());
+                    course = Some(c);
+                }
                 None => {
                     return Err(CoreError::refused(
                         "course_unknown",
@@ -630,7 +640,7 @@ pub fn complete_launch(
             row.updated_at = n;
             repo::lti::update_resource_link(tx, &row)?;
         }
-        if let Some(cid) = &row.course_id {
+        if let (None, Some(cid)) = (&course, &row.course_id) {
             course = repo::courses::get(tx, cid)?;
         }
         link_row = Some(row);
@@ -712,27 +722,27 @@ pub fn complete_launch(
         });
     }
     let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
-    if existing
-        .as_ref()
-        .map(|e| e.revoked_at.is_none() && e.status != "active")
-        .unwrap_or(true)
-    {
-        enrolments::grant(
-            tx,
-            now,
-            Grant {
-                learner_id: learner.id.clone(),
-                course_id: course.id.clone(),
-                source: Source::Lti,
-                source_ref: link_row.as_ref().map(|r| r.resource_link_id.clone()),
-                starts_at: None,
-                expires_at: None,
-            },
-        )?;
-    }
-    // The enrolment as it is now (granted above, or revoked by staff: then
-    // the access check below refuses the launch with the reason).
-    let (course, enrolment) = enrolments::authorise(tx, now, &learner.id, &course.slug)?;
+    let enrolment = match existing {
+        // Revoked by staff (the access check below refuses the launch with
+        // the reason), or active already: as it is.
+        Some(e) if e.revoked_at.is_some() || e.status == "active" => e,
+        _ => {
+            enrolments::grant(
+                tx,
+                now,
+                Grant {
+                    learner_id: learner.id.clone(),
+                    course_id: course.id.clone(),
+                    source: Source::Lti,
+                    source_ref: link_row.as_ref().map(|r| r.resource_link_id.clone()),
+                    starts_at: None,
+                    expires_at: None,
+                },
+            )?
+            .enrolment
+        }
+    };
+    crate::access::check(&course, Some(&enrolment), now).map_err(CoreError::Access)?;
     if let Some(rl) = link_row.as_ref() {
         crate::ags::link_enrolment(tx, now, &enrolment.id, &platform.id, &rl.id, &v.sub)?;
     }

@@ -19,11 +19,13 @@
 //! match several rows and wants the first of them keeps `first`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cached;
 mod conn;
 mod error;
 pub mod models;
 pub mod repo;
 pub mod schema;
+mod sqlite_tx;
 mod writer;
 
 use std::time::Duration;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+pub use cached::Cached;
 pub use conn::{Backend, DatabaseUrl, DbConn};
 pub use error::StoreError;
 
@@ -301,17 +304,14 @@ where
     E: From<StoreError>,
 {
     let begin = match conn {
-        DbConn::Sqlite(c) if write => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-        }
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+        DbConn::Sqlite(c) => sqlite_tx::begin(c, write),
         DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     };
     begin.map_err(StoreError::from)?;
     match f(conn) {
         Ok(v) => {
             let commit = match conn {
-                DbConn::Sqlite(c) => AnsiTransactionManager::commit_transaction(c),
+                DbConn::Sqlite(c) => sqlite_tx::commit(c),
                 DbConn::Postgres(c) => AnsiTransactionManager::commit_transaction(c),
             };
             match commit {
@@ -331,7 +331,7 @@ where
 
 fn rollback(conn: &mut DbConn) {
     let r = match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),
+        DbConn::Sqlite(c) => sqlite_tx::rollback(c),
         DbConn::Postgres(c) => AnsiTransactionManager::rollback_transaction(c),
     };
     if let Err(e) = r {

@@ -20,9 +20,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
-
 use crate::conn::{DbConn, Manager};
+use crate::sqlite_tx;
 use crate::StoreError;
 
 /// The most jobs one transaction carries.
@@ -165,7 +164,7 @@ fn batch(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, first: Job) {
             break;
         }
         match run_job(conn, next) {
-            Some(out) if out.ok => match tm_commit(conn) {
+            Some(out) if out.ok => match tm_commit(conn, false) {
                 Ok(()) => replies.push(out.reply),
                 Err(e) => {
                     (out.reply)(Some(&e));
@@ -175,7 +174,7 @@ fn batch(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, first: Job) {
             },
             // A failed or panicked job: undo its savepoint, keep the others.
             failed => {
-                let undone = tm_rollback_checked(conn);
+                let undone = tm_rollback_savepoint(conn);
                 if let Some(out) = failed {
                     (out.reply)(None);
                 }
@@ -191,7 +190,7 @@ fn batch(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, first: Job) {
             tm_rollback(conn);
             Some(e)
         }
-        None => tm_commit(conn).err().inspect(|_| tm_rollback(conn)),
+        None => tm_commit(conn, true).err().inspect(|_| tm_rollback(conn)),
     };
     for reply in replies {
         reply(lost.as_ref());
@@ -213,29 +212,38 @@ fn sqlite(conn: &mut DbConn) -> Result<&mut diesel::SqliteConnection, StoreError
     }
 }
 
-/// `BEGIN IMMEDIATE` at depth 0, a savepoint inside the transaction.
+/// `BEGIN IMMEDIATE` for the batch (`outer`), or a savepoint for one job.
 fn tm_begin(conn: &mut DbConn, outer: bool) -> Result<(), StoreError> {
     let c = sqlite(conn)?;
     if outer {
-        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+        sqlite_tx::begin(c, true)?;
     } else {
-        AnsiTransactionManager::begin_transaction(c)?;
+        sqlite_tx::savepoint(c)?;
     }
     Ok(())
 }
 
-fn tm_commit(conn: &mut DbConn) -> Result<(), StoreError> {
-    AnsiTransactionManager::commit_transaction(sqlite(conn)?)?;
+/// Commits the batch (`outer`), or releases one job's savepoint.
+fn tm_commit(conn: &mut DbConn, outer: bool) -> Result<(), StoreError> {
+    let c = sqlite(conn)?;
+    if outer {
+        sqlite_tx::commit(c)?;
+    } else {
+        sqlite_tx::release(c)?;
+    }
     Ok(())
 }
 
-fn tm_rollback_checked(conn: &mut DbConn) -> Result<(), StoreError> {
-    AnsiTransactionManager::rollback_transaction(sqlite(conn)?)?;
+/// Rolls back one job's savepoint; the batch's transaction stays open.
+fn tm_rollback_savepoint(conn: &mut DbConn) -> Result<(), StoreError> {
+    sqlite_tx::rollback_savepoint(sqlite(conn)?)?;
     Ok(())
 }
 
+/// Rolls back the whole batch (with any savepoint still open in it).
 fn tm_rollback(conn: &mut DbConn) {
-    if let Err(e) = tm_rollback_checked(conn) {
+    let r = sqlite(conn).and_then(|c| sqlite_tx::rollback(c).map_err(StoreError::from));
+    if let Err(e) = r {
         tracing::warn!(error = %e, "rollback failed");
     }
 }

@@ -51,6 +51,22 @@ fn other_encoding() -> Option<&'static EncodingKey> {
     K.get_or_init(|| rsa_encoding(OTHER_KEY_PEM)).as_ref()
 }
 
+/// RS256 signers for the fixed keys, parsed once: `jsonwebtoken` parses and
+/// checks the private key again on every signature, which doubled the load
+/// generator's CPU per launch (it shares the cores with the tool it measures).
+fn rs256_signer(signer: &Signer) -> Option<&'static josekit::jws::alg::rsassa::RsassaJwsSigner> {
+    type Cached = OnceLock<Option<josekit::jws::alg::rsassa::RsassaJwsSigner>>;
+    static PLATFORM: Cached = OnceLock::new();
+    static OTHER: Cached = OnceLock::new();
+    let (cell, pem) = match signer {
+        Signer::Platform => (&PLATFORM, PLATFORM_KEY_PEM),
+        Signer::Other => (&OTHER, OTHER_KEY_PEM),
+        Signer::Pem(_) => return None,
+    };
+    cell.get_or_init(|| josekit::jws::RS256.signer_from_pem(pem.as_bytes()).ok())
+        .as_ref()
+}
+
 /// The test platform's keys as a signer (publishes [`platform_jwks`]).
 pub fn platform_signer() -> Result<ToolKeys, crate::LtiError> {
     ToolKeys::from_pem(PLATFORM_KID, PLATFORM_KEY_PEM.as_bytes(), fixed_now())
@@ -295,6 +311,11 @@ impl TokenMinter {
                     "PS256" => Some(Algorithm::PS256),
                     _ => None,
                 };
+                if let (Some(Algorithm::RS256), Some(signer)) = (alg, rs256_signer(&self.signer)) {
+                    use josekit::jws::JwsSigner;
+                    let sig = signer.sign(input.as_bytes()).unwrap_or_default();
+                    return format!("{input}.{}", B64.encode(sig));
+                }
                 match (alg, self.rsa_key()) {
                     (Some(a), Some(k)) => {
                         jsonwebtoken::crypto::sign(input.as_bytes(), &k, a).unwrap_or_default()

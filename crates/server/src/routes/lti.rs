@@ -522,6 +522,7 @@ async fn launch(
     let policy = state.config.sessions;
     let client = client_info(&req);
     let vv = v.clone();
+    let launch_platform = platform.clone();
     let mut rec = FlightRecord {
         step: "launch",
         platform_id: Some(platform.id.clone()),
@@ -552,7 +553,15 @@ async fn launch(
     let result = state
         .store
         .write(move |tx| {
-            let result = core_lti::complete_launch(tx, now, &secret, &policy, &vv, &client)?;
+            let result = core_lti::complete_launch(
+                tx,
+                now,
+                &secret,
+                &policy,
+                &launch_platform,
+                &vv,
+                &client,
+            )?;
             core_lti::record(tx, now, ok_rec)?;
             let (started, learner_id, redirect) = match result {
                 LaunchResult::Session {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::models::{ApiKey, ApiRateCounter, IdempotencyKey};
 use crate::schema::{api_keys, api_rate_counters, idempotency_keys};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert_key(conn: &mut DbConn, row: &ApiKey) -> Result<(), StoreError> {
     direct!(conn, {
@@ -47,8 +47,7 @@ pub fn list_keys(conn: &mut DbConn) -> Result<Vec<ApiKey>, StoreError> {
 
 pub fn touch_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(api_keys::table.find(id))
-            .set(api_keys::last_used_at.eq(Some(now)))
+        Cached(diesel::update(api_keys::table.find(id)).set(api_keys::last_used_at.eq(Some(now))))
             .execute(conn)?;
         Ok(())
     })
@@ -56,12 +55,14 @@ pub fn touch_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), 
 
 pub fn revoke_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = diesel::update(
-            api_keys::table
-                .find(id)
-                .filter(api_keys::revoked_at.is_null()),
+        let n = Cached(
+            diesel::update(
+                api_keys::table
+                    .find(id)
+                    .filter(api_keys::revoked_at.is_null()),
+            )
+            .set(api_keys::revoked_at.eq(Some(now))),
         )
-        .set(api_keys::revoked_at.eq(Some(now)))
         .execute(conn)?;
         Ok(n == 1)
     })
@@ -152,12 +153,11 @@ pub fn complete_idempotency(
     body: &str,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(idempotency_keys::table.find(id))
-            .set((
-                idempotency_keys::response_status.eq(Some(status)),
-                idempotency_keys::response_body.eq(Some(body)),
-            ))
-            .execute(conn)?;
+        Cached(diesel::update(idempotency_keys::table.find(id)).set((
+            idempotency_keys::response_status.eq(Some(status)),
+            idempotency_keys::response_body.eq(Some(body)),
+        )))
+        .execute(conn)?;
         Ok(())
     })
 }

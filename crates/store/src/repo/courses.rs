@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::models::{Course, Lesson};
 use crate::schema::{courses, lessons};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Course) -> Result<(), StoreError> {
     direct!(conn, {
@@ -15,9 +15,7 @@ pub fn insert(conn: &mut DbConn, row: &Course) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &Course) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(courses::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(courses::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -64,9 +62,7 @@ pub fn insert_lesson(conn: &mut DbConn, row: &Lesson) -> Result<(), StoreError> 
 
 pub fn update_lesson(conn: &mut DbConn, row: &Lesson) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(lessons::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(lessons::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }

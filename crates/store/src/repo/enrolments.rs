@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::models::{Course, Enrolment, Progress};
 use crate::schema::{courses, enrolments, progress};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
     direct!(conn, {
@@ -15,9 +15,7 @@ pub fn insert(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(enrolments::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(enrolments::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }

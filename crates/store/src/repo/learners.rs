@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use super::Page;
 use crate::models::{Learner, LearnerIdentity};
 use crate::schema::{learner_identities, learners};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Learner) -> Result<(), StoreError> {
     direct!(conn, {
@@ -17,9 +17,7 @@ pub fn insert(conn: &mut DbConn, row: &Learner) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &Learner) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(learners::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(learners::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -194,8 +192,7 @@ pub fn identities_of(
 
 pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(learners::table.find(id))
-            .set(learners::updated_at.eq(now))
+        Cached(diesel::update(learners::table.find(id)).set(learners::updated_at.eq(now)))
             .execute(conn)?;
         Ok(())
     })

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::models::{DeviceBinding, MagicLink, MagicLinkActivity, RateLimit, SigninCode};
 use crate::schema::{device_bindings, magic_link_activity, magic_links, rate_limits, signin_codes};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 /// Inserts a link with its (empty) activity row.
 pub fn insert(conn: &mut DbConn, row: &MagicLink) -> Result<(), StoreError> {
@@ -44,18 +44,18 @@ pub fn mark_redeemed(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(magic_link_activity::table.find(link_id))
-            .set(magic_link_activity::last_redeemed_at.eq(Some(now)))
-            .execute(conn)?;
+        Cached(
+            diesel::update(magic_link_activity::table.find(link_id))
+                .set(magic_link_activity::last_redeemed_at.eq(Some(now))),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
 
 pub fn update(conn: &mut DbConn, row: &MagicLink) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(magic_links::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(magic_links::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -131,13 +131,15 @@ pub fn supersede_staff_links(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(diesel::update(magic_links::table)
-            .filter(magic_links::subject_id.eq(staff_id))
-            .filter(magic_links::purpose.eq("staff"))
-            .filter(magic_links::superseded_at.is_null())
-            .filter(magic_links::revoked_at.is_null())
-            .set(magic_links::superseded_at.eq(Some(now)))
-            .execute(conn)?)
+        Ok(Cached(
+            diesel::update(magic_links::table)
+                .filter(magic_links::subject_id.eq(staff_id))
+                .filter(magic_links::purpose.eq("staff"))
+                .filter(magic_links::superseded_at.is_null())
+                .filter(magic_links::revoked_at.is_null())
+                .set(magic_links::superseded_at.eq(Some(now))),
+        )
+        .execute(conn)?)
     })
 }
 
@@ -148,12 +150,14 @@ pub fn revoke_all_for_learner(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(diesel::update(magic_links::table)
-            .filter(magic_links::subject_id.eq(learner_id))
-            .filter(magic_links::purpose.eq("learner"))
-            .filter(magic_links::revoked_at.is_null())
-            .set(magic_links::revoked_at.eq(Some(now)))
-            .execute(conn)?)
+        Ok(Cached(
+            diesel::update(magic_links::table)
+                .filter(magic_links::subject_id.eq(learner_id))
+                .filter(magic_links::purpose.eq("learner"))
+                .filter(magic_links::revoked_at.is_null())
+                .set(magic_links::revoked_at.eq(Some(now))),
+        )
+        .execute(conn)?)
     })
 }
 
@@ -184,20 +188,18 @@ pub fn record_open(
 ) -> Result<(), StoreError> {
     direct!(conn, {
         if scanner {
-            diesel::update(magic_link_activity::table.find(id))
-                .set((
-                    magic_link_activity::last_opened_at.eq(Some(now)),
-                    magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
-                    magic_link_activity::suspected_scanner.eq(true),
-                ))
-                .execute(conn)?;
+            Cached(diesel::update(magic_link_activity::table.find(id)).set((
+                magic_link_activity::last_opened_at.eq(Some(now)),
+                magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
+                magic_link_activity::suspected_scanner.eq(true),
+            )))
+            .execute(conn)?;
         } else {
-            diesel::update(magic_link_activity::table.find(id))
-                .set((
-                    magic_link_activity::last_opened_at.eq(Some(now)),
-                    magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
-                ))
-                .execute(conn)?;
+            Cached(diesel::update(magic_link_activity::table.find(id)).set((
+                magic_link_activity::last_opened_at.eq(Some(now)),
+                magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
+            )))
+            .execute(conn)?;
         }
         Ok(())
     })
@@ -205,9 +207,11 @@ pub fn record_open(
 
 pub fn mark_sent(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(magic_link_activity::table.find(id))
-            .set(magic_link_activity::sent_at.eq(Some(now)))
-            .execute(conn)?;
+        Cached(
+            diesel::update(magic_link_activity::table.find(id))
+                .set(magic_link_activity::sent_at.eq(Some(now))),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -225,9 +229,7 @@ pub fn insert_code(conn: &mut DbConn, row: &SigninCode) -> Result<(), StoreError
 
 pub fn update_code(conn: &mut DbConn, row: &SigninCode) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(signin_codes::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(signin_codes::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -281,12 +283,14 @@ pub fn retire_codes(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(diesel::update(signin_codes::table)
-            .filter(signin_codes::browser_hash.eq(browser_hash))
-            .filter(signin_codes::purpose.eq(purpose))
-            .filter(signin_codes::used_at.is_null())
-            .set(signin_codes::used_at.eq(Some(now)))
-            .execute(conn)?)
+        Ok(Cached(
+            diesel::update(signin_codes::table)
+                .filter(signin_codes::browser_hash.eq(browser_hash))
+                .filter(signin_codes::purpose.eq(purpose))
+                .filter(signin_codes::used_at.is_null())
+                .set(signin_codes::used_at.eq(Some(now))),
+        )
+        .execute(conn)?)
     })
 }
 
@@ -367,17 +371,21 @@ pub fn hit(
             .get_result(c)?,
     };
     if row.window_start + window <= now {
-        diesel::update(rate_limits::table.find(key))
-            .set((rate_limits::window_start.eq(now), rate_limits::count.eq(1)))
-            .execute(conn)?;
+        Cached(
+            diesel::update(rate_limits::table.find(key))
+                .set((rate_limits::window_start.eq(now), rate_limits::count.eq(1))),
+        )
+        .execute(conn)?;
         return Ok(limit >= 1);
     }
     if row.count >= limit {
         return Ok(false);
     }
-    diesel::update(rate_limits::table.find(key))
-        .set(rate_limits::count.eq(rate_limits::count + 1))
-        .execute(conn)?;
+    Cached(
+        diesel::update(rate_limits::table.find(key))
+            .set(rate_limits::count.eq(rate_limits::count + 1)),
+    )
+    .execute(conn)?;
     Ok(true)
 }
 

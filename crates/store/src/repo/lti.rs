@@ -12,7 +12,7 @@ use crate::schema::{
     lti_deployments, lti_launches, lti_login_states, lti_nonces, lti_platforms, lti_resource_links,
     lti_tickets,
 };
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
     direct!(conn, {
@@ -25,9 +25,7 @@ pub fn insert_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), Store
 
 pub fn update_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(lti_platforms::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(lti_platforms::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -90,9 +88,7 @@ pub fn insert_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), S
 
 pub fn update_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(lti_deployments::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(lti_deployments::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -154,12 +150,14 @@ pub fn consume_login_state(
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = diesel::update(
-            lti_login_states::table
-                .find(id)
-                .filter(lti_login_states::used_at.is_null()),
+        let n = Cached(
+            diesel::update(
+                lti_login_states::table
+                    .find(id)
+                    .filter(lti_login_states::used_at.is_null()),
+            )
+            .set(lti_login_states::used_at.eq(Some(now))),
         )
-        .set(lti_login_states::used_at.eq(Some(now)))
         .execute(conn)?;
         Ok(n == 1)
     })
@@ -174,23 +172,18 @@ pub fn use_nonce(
     expires_at: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     direct!(conn, {
-        let exists: i64 = lti_nonces::table
-            .filter(lti_nonces::platform_id.eq(platform_id))
-            .filter(lti_nonces::nonce.eq(nonce))
-            .count()
-            .get_result(conn)?;
-        if exists > 0 {
-            return Ok(false);
-        }
-        diesel::insert_into(lti_nonces::table)
+        // One statement: the (platform_id, nonce) unique key decides.
+        let n = diesel::insert_into(lti_nonces::table)
             .values((
                 lti_nonces::id.eq(id),
                 lti_nonces::platform_id.eq(platform_id),
                 lti_nonces::nonce.eq(nonce),
                 lti_nonces::expires_at.eq(expires_at),
             ))
+            .on_conflict((lti_nonces::platform_id, lti_nonces::nonce))
+            .do_nothing()
             .execute(conn)?;
-        Ok(true)
+        Ok(n == 1)
     })
 }
 
@@ -284,15 +277,17 @@ pub fn map_unmapped_resource_link(
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = diesel::update(
-            lti_resource_links::table
-                .filter(lti_resource_links::id.eq(id))
-                .filter(lti_resource_links::course_id.is_null()),
+        let n = Cached(
+            diesel::update(
+                lti_resource_links::table
+                    .filter(lti_resource_links::id.eq(id))
+                    .filter(lti_resource_links::course_id.is_null()),
+            )
+            .set((
+                lti_resource_links::course_id.eq(course_id),
+                lti_resource_links::updated_at.eq(now),
+            )),
         )
-        .set((
-            lti_resource_links::course_id.eq(course_id),
-            lti_resource_links::updated_at.eq(now),
-        ))
         .execute(conn)?;
         Ok(n == 1)
     })
@@ -329,9 +324,7 @@ pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<
 
 pub fn update_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(lti_resource_links::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(lti_resource_links::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -385,12 +378,14 @@ pub fn find_ticket(conn: &mut DbConn, ticket_hash: &str) -> Result<Option<LtiTic
 
 pub fn consume_ticket(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = diesel::update(
-            lti_tickets::table
-                .find(id)
-                .filter(lti_tickets::used_at.is_null()),
+        let n = Cached(
+            diesel::update(
+                lti_tickets::table
+                    .find(id)
+                    .filter(lti_tickets::used_at.is_null()),
+            )
+            .set(lti_tickets::used_at.eq(Some(now))),
         )
-        .set(lti_tickets::used_at.eq(Some(now)))
         .execute(conn)?;
         Ok(n == 1)
     })
@@ -417,12 +412,14 @@ pub fn rebind_deep_link_requests(
 ) -> Result<usize, StoreError> {
     direct!(conn, {
         use crate::schema::lti_deep_link_requests as t;
-        Ok(diesel::update(
-            t::table
-                .filter(t::session_id.eq(from_session))
-                .filter(t::used_at.is_null()),
+        Ok(Cached(
+            diesel::update(
+                t::table
+                    .filter(t::session_id.eq(from_session))
+                    .filter(t::used_at.is_null()),
+            )
+            .set(t::session_id.eq(to_session)),
         )
-        .set(t::session_id.eq(to_session))
         .execute(conn)?)
     })
 }
@@ -449,9 +446,11 @@ pub fn use_deep_link_request(
 ) -> Result<bool, StoreError> {
     direct!(conn, {
         use crate::schema::lti_deep_link_requests as t;
-        let n = diesel::update(t::table.find(id).filter(t::used_at.is_null()))
-            .set(t::used_at.eq(Some(now)))
-            .execute(conn)?;
+        let n = Cached(
+            diesel::update(t::table.find(id).filter(t::used_at.is_null()))
+                .set(t::used_at.eq(Some(now))),
+        )
+        .execute(conn)?;
         Ok(n == 1)
     })
 }

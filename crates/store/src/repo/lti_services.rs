@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::models::{LtiAccessToken, LtiEnrolmentLink};
 use crate::schema::{lti_access_tokens, lti_enrolment_links};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn get_enrolment_link(
     conn: &mut DbConn,
@@ -38,14 +38,15 @@ pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Resul
                 return Ok(());
             }
         }
-        let n = diesel::update(lti_enrolment_links::table.find(&row.enrolment_id))
-            .set((
+        let n = Cached(
+            diesel::update(lti_enrolment_links::table.find(&row.enrolment_id)).set((
                 lti_enrolment_links::platform_id.eq(&row.platform_id),
                 lti_enrolment_links::resource_link_id.eq(&row.resource_link_id),
                 lti_enrolment_links::lti_sub.eq(&row.lti_sub),
                 lti_enrolment_links::updated_at.eq(row.updated_at),
-            ))
-            .execute(conn)?;
+            )),
+        )
+        .execute(conn)?;
         if n == 0 {
             diesel::insert_into(lti_enrolment_links::table)
                 .values(row)
@@ -75,12 +76,13 @@ pub fn set_last_score_at(
     at: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(lti_enrolment_links::table.find(enrolment_id))
-            .set((
+        Cached(
+            diesel::update(lti_enrolment_links::table.find(enrolment_id)).set((
                 lti_enrolment_links::last_score_at.eq(Some(at)),
                 lti_enrolment_links::updated_at.eq(at),
-            ))
-            .execute(conn)?;
+            )),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -171,17 +173,19 @@ pub fn put_context_roster(
 ) -> Result<(), StoreError> {
     direct!(conn, {
         use crate::schema::lti_context_rosters as r;
-        let n = diesel::update(
-            r::table
-                .filter(r::platform_id.eq(&row.platform_id))
-                .filter(r::context_id.eq(&row.context_id))
-                .filter(r::course_id.eq(&row.course_id)),
+        let n = Cached(
+            diesel::update(
+                r::table
+                    .filter(r::platform_id.eq(&row.platform_id))
+                    .filter(r::context_id.eq(&row.context_id))
+                    .filter(r::course_id.eq(&row.course_id)),
+            )
+            .set((
+                r::differences_url.eq(&row.differences_url),
+                r::synced_at.eq(row.synced_at),
+                r::updated_at.eq(row.updated_at),
+            )),
         )
-        .set((
-            r::differences_url.eq(&row.differences_url),
-            r::synced_at.eq(row.synced_at),
-            r::updated_at.eq(row.updated_at),
-        ))
         .execute(conn)?;
         if n == 0 {
             diesel::insert_into(r::table).values(row).execute(conn)?;

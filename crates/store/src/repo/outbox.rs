@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use super::Page;
 use crate::models::OutboxMessage;
 use crate::schema::outbox;
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub const PENDING: &str = "pending";
 pub const SENT: &str = "sent";
@@ -66,21 +66,23 @@ pub fn claim_due(
         .load(conn)?;
     let mut claimed = Vec::new();
     for id in candidates {
-        let n = diesel::update(
-            outbox::table
-                .find(&id)
-                .filter(outbox::status.eq(PENDING))
-                .filter(
-                    outbox::locked_until
-                        .is_null()
-                        .or(outbox::locked_until.lt(now)),
-                ),
+        let n = Cached(
+            diesel::update(
+                outbox::table
+                    .find(&id)
+                    .filter(outbox::status.eq(PENDING))
+                    .filter(
+                        outbox::locked_until
+                            .is_null()
+                            .or(outbox::locked_until.lt(now)),
+                    ),
+            )
+            .set((
+                outbox::locked_until.eq(Some(lease_until)),
+                outbox::attempts.eq(outbox::attempts + 1),
+                outbox::updated_at.eq(now),
+            )),
         )
-        .set((
-            outbox::locked_until.eq(Some(lease_until)),
-            outbox::attempts.eq(outbox::attempts + 1),
-            outbox::updated_at.eq(now),
-        ))
         .execute(conn)?;
         if n == 1 {
             if let Some(row) = get(conn, &id)? {
@@ -108,14 +110,13 @@ pub fn mark_sent(
     note: Option<&str>,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(outbox::table.find(id))
-            .set((
-                outbox::status.eq(SENT),
-                outbox::locked_until.eq(None::<NaiveDateTime>),
-                outbox::last_error.eq(note),
-                outbox::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        Cached(diesel::update(outbox::table.find(id)).set((
+            outbox::status.eq(SENT),
+            outbox::locked_until.eq(None::<NaiveDateTime>),
+            outbox::last_error.eq(note),
+            outbox::updated_at.eq(now),
+        )))
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -134,15 +135,14 @@ pub fn mark_failed(
         } else {
             DEAD
         };
-        diesel::update(outbox::table.find(id))
-            .set((
-                outbox::status.eq(status),
-                outbox::locked_until.eq(None::<NaiveDateTime>),
-                outbox::last_error.eq(Some(error)),
-                outbox::next_attempt_at.eq(next_attempt_at.unwrap_or(now)),
-                outbox::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        Cached(diesel::update(outbox::table.find(id)).set((
+            outbox::status.eq(status),
+            outbox::locked_until.eq(None::<NaiveDateTime>),
+            outbox::last_error.eq(Some(error)),
+            outbox::next_attempt_at.eq(next_attempt_at.unwrap_or(now)),
+            outbox::updated_at.eq(now),
+        )))
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -150,15 +150,16 @@ pub fn mark_failed(
 /// Puts a dead (or sent) row back in the queue for another attempt.
 pub fn replay(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = diesel::update(outbox::table.find(id).filter(outbox::status.ne(PENDING)))
-            .set((
+        let n = Cached(
+            diesel::update(outbox::table.find(id).filter(outbox::status.ne(PENDING))).set((
                 outbox::status.eq(PENDING),
                 outbox::attempts.eq(0),
                 outbox::next_attempt_at.eq(now),
                 outbox::locked_until.eq(None::<NaiveDateTime>),
                 outbox::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+            )),
+        )
+        .execute(conn)?;
         Ok(n == 1)
     })
 }
@@ -209,8 +210,7 @@ pub fn count_by_status(conn: &mut DbConn, status: &str) -> Result<i64, StoreErro
 /// Replaces a row's payload (the email worker scrubs secrets after sending).
 pub fn set_payload(conn: &mut DbConn, id: &str, payload: &str) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(outbox::table.find(id))
-            .set(outbox::payload.eq(payload))
+        Cached(diesel::update(outbox::table.find(id)).set(outbox::payload.eq(payload)))
             .execute(conn)?;
         Ok(())
     })
@@ -218,13 +218,12 @@ pub fn set_payload(conn: &mut DbConn, id: &str, payload: &str) -> Result<(), Sto
 /// Marks a claimed row done (an event processed by its consumer).
 pub fn mark_done(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(outbox::table.find(id))
-            .set((
-                outbox::status.eq(DONE),
-                outbox::locked_until.eq(None::<NaiveDateTime>),
-                outbox::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        Cached(diesel::update(outbox::table.find(id)).set((
+            outbox::status.eq(DONE),
+            outbox::locked_until.eq(None::<NaiveDateTime>),
+            outbox::updated_at.eq(now),
+        )))
+        .execute(conn)?;
         Ok(())
     })
 }

@@ -3,7 +3,7 @@ use diesel::prelude::*;
 
 use crate::models::Session;
 use crate::schema::sessions;
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Session) -> Result<(), StoreError> {
     direct!(conn, {
@@ -26,8 +26,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<Sessio
 
 pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(sessions::table.find(id))
-            .set(sessions::last_seen_at.eq(now))
+        Cached(diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)))
             .execute(conn)?;
         Ok(())
     })
@@ -35,12 +34,14 @@ pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), Stor
 
 pub fn revoke(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(
-            sessions::table
-                .find(id)
-                .filter(sessions::revoked_at.is_null()),
+        Cached(
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now)),
         )
-        .set(sessions::revoked_at.eq(now))
         .execute(conn)?;
         Ok(())
     })
@@ -53,12 +54,14 @@ pub fn revoke_all_for_learner(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(diesel::update(
-            sessions::table
-                .filter(sessions::learner_id.eq(learner_id))
-                .filter(sessions::revoked_at.is_null()),
+        Ok(Cached(
+            diesel::update(
+                sessions::table
+                    .filter(sessions::learner_id.eq(learner_id))
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now)),
         )
-        .set(sessions::revoked_at.eq(now))
         .execute(conn)?)
     })
 }
@@ -69,12 +72,14 @@ pub fn revoke_all_for_staff(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(diesel::update(
-            sessions::table
-                .filter(sessions::staff_id.eq(staff_id))
-                .filter(sessions::revoked_at.is_null()),
+        Ok(Cached(
+            diesel::update(
+                sessions::table
+                    .filter(sessions::staff_id.eq(staff_id))
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now)),
         )
-        .set(sessions::revoked_at.eq(now))
         .execute(conn)?)
     })
 }

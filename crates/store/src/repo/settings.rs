@@ -3,7 +3,7 @@ use diesel::prelude::*;
 
 use crate::models::Setting;
 use crate::schema::settings;
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn all(conn: &mut DbConn) -> Result<Vec<Setting>, StoreError> {
     direct!(conn, {
@@ -33,9 +33,11 @@ pub fn put(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        let n = diesel::update(settings::table.find(key))
-            .set((settings::value.eq(value), settings::updated_at.eq(now)))
-            .execute(conn)?;
+        let n = Cached(
+            diesel::update(settings::table.find(key))
+                .set((settings::value.eq(value), settings::updated_at.eq(now))),
+        )
+        .execute(conn)?;
         if n == 0 {
             diesel::insert_into(settings::table)
                 .values(&Setting {

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::models::StaffUser;
 use crate::schema::staff_users;
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &StaffUser) -> Result<(), StoreError> {
     direct!(conn, {
@@ -15,9 +15,7 @@ pub fn insert(conn: &mut DbConn, row: &StaffUser) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &StaffUser) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(staff_users::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(staff_users::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }

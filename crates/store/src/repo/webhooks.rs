@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::models::{WebhookDelivery, WebhookEndpoint};
 use crate::schema::{webhook_deliveries, webhook_endpoints};
-use crate::{DbConn, StoreError};
+use crate::{Cached, DbConn, StoreError};
 
 pub const ACTIVE: &str = "active";
 pub const DISABLED: &str = "disabled";
@@ -21,9 +21,7 @@ pub fn insert(conn: &mut DbConn, row: &WebhookEndpoint) -> Result<(), StoreError
 
 pub fn update(conn: &mut DbConn, row: &WebhookEndpoint) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(webhook_endpoints::table.find(&row.id))
-            .set(row)
-            .execute(conn)?;
+        Cached(diesel::update(webhook_endpoints::table.find(&row.id)).set(row)).execute(conn)?;
         Ok(())
     })
 }
@@ -69,13 +67,11 @@ pub fn delete(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
 /// Adds one to the failure streak and returns the new value.
 pub fn record_failure(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<i32, StoreError> {
     direct!(conn, {
-        diesel::update(webhook_endpoints::table.find(id))
-            .set((
-                webhook_endpoints::consecutive_failures
-                    .eq(webhook_endpoints::consecutive_failures + 1),
-                webhook_endpoints::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        Cached(diesel::update(webhook_endpoints::table.find(id)).set((
+            webhook_endpoints::consecutive_failures.eq(webhook_endpoints::consecutive_failures + 1),
+            webhook_endpoints::updated_at.eq(now),
+        )))
+        .execute(conn)?;
         Ok(webhook_endpoints::table
             .find(id)
             .select(webhook_endpoints::consecutive_failures)
@@ -85,12 +81,14 @@ pub fn record_failure(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result
 
 pub fn record_success(conn: &mut DbConn, id: &str) -> Result<(), StoreError> {
     direct!(conn, {
-        diesel::update(
-            webhook_endpoints::table
-                .find(id)
-                .filter(webhook_endpoints::consecutive_failures.ne(0)),
+        Cached(
+            diesel::update(
+                webhook_endpoints::table
+                    .find(id)
+                    .filter(webhook_endpoints::consecutive_failures.ne(0)),
+            )
+            .set(webhook_endpoints::consecutive_failures.eq(0)),
         )
-        .set(webhook_endpoints::consecutive_failures.eq(0))
         .execute(conn)?;
         Ok(())
     })
