@@ -349,8 +349,9 @@ pub fn begin_login(
     })
 }
 
-/// Looks up the login a launch's `state` refers to (read-only): unknown,
-/// replayed and expired states are distinct refusals.
+/// Looks up the login a launch's `state` refers to, with its platform, in
+/// one query (read-only; [`coursegate_store::Store::read_one`] may run it):
+/// unknown, replayed and expired states are distinct refusals.
 pub fn find_login(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -363,7 +364,8 @@ pub fn find_login(
             "The launch carried no state parameter.",
         ));
     }
-    let s = repo::lti::find_login_state(tx, &secret.hash("lti_state", state))?.ok_or_else(|| {
+    let (s, p) = repo::lti::find_login_state_with_platform(tx, &secret.hash("lti_state", state))?
+        .ok_or_else(|| {
         CoreError::refused(
             "state_unknown",
             "The launch's state does not match any login this tool started. Start the activity again from the course.",
@@ -381,7 +383,6 @@ pub fn find_login(
             format!("The login took longer than {LOGIN_TTL_MINUTES} minutes. Start the activity again from the course."),
         ));
     }
-    let p = repo::lti::get_platform(tx, &s.platform_id)?.ok_or(CoreError::NotFound("platform"))?;
     Ok((s, p))
 }
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub use cached::Cached;
+pub(crate) use cached::Cached;
 pub use conn::{Backend, DatabaseUrl, DbConn};
 pub use error::StoreError;
 
@@ -231,6 +231,26 @@ impl Store {
         tokio::task::spawn_blocking(move || store.read_blocking(f))
             .await
             .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
+    }
+
+    /// Runs `f`, which makes exactly one query, on a blocking thread without
+    /// a transaction around it: one statement is atomic and reads one
+    /// snapshot by itself, and `BEGIN` and `COMMIT` would add two statements
+    /// (two round trips on PostgreSQL). Anything that reads twice uses
+    /// [`Store::read`].
+    pub async fn read_one<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
     }
 
     /// Runs `f` in a write transaction: on SQLite in the writer thread's next

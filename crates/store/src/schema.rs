@@ -286,11 +286,13 @@ diesel::table! {
 }
 
 diesel::joinable!(lti_deployments -> lti_platforms (platform_id));
+diesel::joinable!(lti_login_states -> lti_platforms (platform_id));
 diesel::joinable!(lti_resource_links -> lti_platforms (platform_id));
 diesel::joinable!(lti_resource_links -> courses (course_id));
 diesel::allow_tables_to_appear_in_same_query!(
     lti_platforms,
     lti_deployments,
+    lti_login_states,
     lti_resource_links,
     courses
 );

@@ -327,7 +327,7 @@ async fn launch(
     let st = lti_state.clone();
     let found = state
         .store
-        .read(move |tx| core_lti::find_login(tx, now, &secret, &st))
+        .read_one(move |tx| core_lti::find_login(tx, now, &secret, &st))
         .await;
     let (login, platform) = match found {
         Ok(v) => v,

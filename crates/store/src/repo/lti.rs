@@ -143,6 +143,21 @@ pub fn find_login_state(
     })
 }
 
+/// A login state and its platform in one statement (a launch's first read).
+pub fn find_login_state_with_platform(
+    conn: &mut DbConn,
+    state_hash: &str,
+) -> Result<Option<(LtiLoginState, LtiPlatform)>, StoreError> {
+    direct!(conn, {
+        Ok(lti_login_states::table
+            .inner_join(lti_platforms::table)
+            .filter(lti_login_states::state_hash.eq(state_hash))
+            .select((LtiLoginState::as_select(), LtiPlatform::as_select()))
+            .get_result(conn)
+            .optional()?)
+    })
+}
+
 /// Marks a login state used; returns false if it was already used (a replay).
 pub fn consume_login_state(
     conn: &mut DbConn,
