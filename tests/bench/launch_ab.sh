@@ -35,7 +35,7 @@ one() {
   "$bin/coursegate" platform add --issuer https://platform.test.example --client-id coursegate-test-client \
     --auth-url http://127.0.0.1:9/auth --token-url http://127.0.0.1:9/token \
     --jwks-url "http://$JWKS/jwks" --deployment-id test-deployment-1 >/dev/null 2>&1
-  "$bin/coursegate" serve 2>/dev/null & sp=$!
+  "$bin/coursegate" serve >/dev/null 2>&1 & sp=$!
   for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
   local lc=(--base "http://127.0.0.1:$PORT" --jwks-bind 127.0.0.1:0 --pid "$sp")
   if [ "$PRIOR" -gt 0 ]; then

@@ -238,12 +238,24 @@ impl Store {
     /// snapshot by itself, and `BEGIN` and `COMMIT` would add two statements
     /// (two round trips on PostgreSQL). Anything that reads twice uses
     /// [`Store::read`].
+    ///
+    /// On SQLite, when a pooled connection is idle, the read runs at once on
+    /// the calling thread: a point lookup in a local file takes tens of
+    /// microseconds, less than handing it to a blocking thread and waking
+    /// the caller again. It never waits for a connection there (if none is
+    /// idle it goes to a blocking thread like any read), so it cannot stall
+    /// the executor; callers keep it to point lookups.
     pub async fn read_one<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        if self.sqlite_writer.is_some() {
+            if let Some(mut conn) = self.pool.try_get() {
+                return f(&mut conn);
+            }
+        }
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(StoreError::from)?;
