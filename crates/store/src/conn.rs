@@ -138,10 +138,11 @@ impl r2d2::ManageConnection for Manager {
                     format!("PRAGMA busy_timeout = {ms};"),
                     "PRAGMA foreign_keys = ON;".to_string(),
                     "PRAGMA synchronous = NORMAL;".to_string(),
-                    // Every write by another connection empties this
-                    // connection's page cache (WAL); mapped pages are read
-                    // again without a system call and a copy each.
-                    "PRAGMA mmap_size = 268435456;".to_string(),
+                    // No memory map: with one, every growth of the file
+                    // remaps it in each connection (munmap, TLB shootdowns
+                    // across cores), which cost more than the reads it
+                    // saved (docs/benchmarks.md, 2026-12-02).
+                    "PRAGMA mmap_size = 0;".to_string(),
                     // Checkpoint every ~16 MiB of WAL rather than ~4 MiB: a
                     // page written by many commits is copied back once.
                     "PRAGMA wal_autocheckpoint = 4000;".to_string(),
