@@ -390,7 +390,6 @@ pub fn find_login(
 #[derive(Debug, Clone, Default)]
 pub struct VerifiedLaunch {
     pub login_state_id: String,
-    pub platform_id: String,
     pub nonce: String,
     pub deployment_id: String,
     /// LtiResourceLinkRequest | LtiDeepLinkingRequest | …
@@ -517,18 +516,13 @@ pub fn complete_launch(
     if !repo::lti::use_nonce(
         tx,
         &new_id(),
-        &v.platform_id,
+        &platform.id,
         &v.nonce,
         (now + Duration::hours(NONCE_MEMORY_HOURS)).naive_utc(),
     )? {
         return Err(CoreError::refused(
             "nonce_replayed",
             "This id_token's nonce was already used: a replayed launch is refused.",
-        ));
-    }
-    if platform.id != v.platform_id {
-        return Err(CoreError::Internal(
-            "the launch was completed against another platform than its login's".into(),
         ));
     }
     match repo::lti::find_deployment(tx, &platform.id, &v.deployment_id)? {

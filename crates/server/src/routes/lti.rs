@@ -479,7 +479,6 @@ async fn launch(
     // 4. Complete the launch in one transaction.
     let v = VerifiedLaunch {
         login_state_id: login.id.clone(),
-        platform_id: platform.id.clone(),
         nonce: claims.nonce.clone(),
         deployment_id: claims.deployment_id.clone(),
         message_type: claims.message_type.as_str().to_string(),

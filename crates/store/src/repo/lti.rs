@@ -130,19 +130,6 @@ pub fn insert_login_state(conn: &mut DbConn, row: &LtiLoginState) -> Result<(), 
     })
 }
 
-pub fn find_login_state(
-    conn: &mut DbConn,
-    state_hash: &str,
-) -> Result<Option<LtiLoginState>, StoreError> {
-    direct!(conn, {
-        Ok(lti_login_states::table
-            .filter(lti_login_states::state_hash.eq(state_hash))
-            .select(LtiLoginState::as_select())
-            .get_result(conn)
-            .optional()?)
-    })
-}
-
 /// A login state and its platform in one statement (a launch's first read).
 pub fn find_login_state_with_platform(
     conn: &mut DbConn,
