@@ -33,7 +33,7 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub(crate) use cached::Cached;
+pub(crate) use cached::update_where;
 pub use conn::{Backend, DatabaseUrl, DbConn};
 pub use error::StoreError;
 

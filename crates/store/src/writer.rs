@@ -16,9 +16,16 @@
 //! to the WAL once per batch instead of once per request, and the commit's
 //! fixed costs are shared. A lone request waits for nobody: the batch is
 //! whatever was already queued.
+//!
+//! The thread keeps one connection of the pool for itself, with a large page
+//! cache: in WAL mode a connection that finds the database changed by another
+//! connection drops its whole cache, so a writer on whichever connection was
+//! idle read its pages back from the file on almost every batch.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use r2d2::PooledConnection;
 
 use crate::conn::{DbConn, Manager};
 use crate::sqlite_tx;
@@ -26,6 +33,9 @@ use crate::StoreError;
 
 /// The most jobs one transaction carries.
 pub const MAX_BATCH: usize = 64;
+
+/// The writer connection's page cache, in KiB (SQLite's default is 2,000).
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 /// Called once the batch's fate is known: `None` when it committed.
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -109,9 +119,25 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                // One connection for every batch, kept for the thread's life:
+                // in WAL mode a connection drops its whole page cache when it
+                // finds the database changed by another connection, so a
+                // writer that took whichever pooled connection was idle read
+                // its pages back from the file on almost every batch.
+                let mut held: Option<PooledConnection<Manager>> = None;
                 while let Ok(first) = rx.recv() {
                     let _turn = lock(&t);
-                    batch(&pool, &rx, first);
+                    let conn = match held.as_mut() {
+                        Some(c) => c,
+                        None => match writer_connection(&pool) {
+                            Ok(c) => held.insert(c),
+                            Err(e) => {
+                                first.fail(&e);
+                                continue;
+                            }
+                        },
+                    };
+                    batch(conn, &rx, first);
                 }
             })
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
@@ -136,12 +162,7 @@ fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
 }
 
 /// Runs one transaction: `first`, then whatever else is already waiting.
-fn batch(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, first: Job) {
-    let mut conn = match pool.get() {
-        Ok(c) => c,
-        Err(e) => return first.fail(&StoreError::from(e)),
-    };
-    let conn: &mut DbConn = &mut conn;
+fn batch(conn: &mut DbConn, rx: &mpsc::Receiver<Job>, first: Job) {
     if let Err(e) = tm_begin(conn, true) {
         return first.fail(&e);
     }
@@ -195,6 +216,17 @@ fn batch(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, first: Job) {
     for reply in replies {
         reply(lost.as_ref());
     }
+}
+
+/// The writer's own connection, with a page cache large enough to hold the
+/// pages every write touches (the tails of the tables and their indexes).
+fn writer_connection(pool: &r2d2::Pool<Manager>) -> Result<PooledConnection<Manager>, StoreError> {
+    let mut c = pool.get()?;
+    diesel::connection::SimpleConnection::batch_execute(
+        sqlite(&mut c)?,
+        &format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"),
+    )?;
+    Ok(c)
 }
 
 /// Runs a job; a panicking job is rolled back by the caller and its caller

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::models::{ApiKey, ApiRateCounter, IdempotencyKey};
 use crate::schema::{api_keys, api_rate_counters, idempotency_keys};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert_key(conn: &mut DbConn, row: &ApiKey) -> Result<(), StoreError> {
     direct!(conn, {
@@ -47,21 +47,25 @@ pub fn list_keys(conn: &mut DbConn) -> Result<Vec<ApiKey>, StoreError> {
 
 pub fn touch_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(api_keys::table.find(id)).set(api_keys::last_used_at.eq(Some(now))))
-            .execute(conn)?;
+        update_where(
+            api_keys::table,
+            api_keys::table.primary_key().eq(id),
+            api_keys::last_used_at.eq(Some(now)),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
 
 pub fn revoke_key(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(
-                api_keys::table
-                    .find(id)
-                    .filter(api_keys::revoked_at.is_null()),
-            )
-            .set(api_keys::revoked_at.eq(Some(now))),
+        let n = update_where(
+            api_keys::table,
+            api_keys::table
+                .primary_key()
+                .eq(id)
+                .and(api_keys::revoked_at.is_null()),
+            api_keys::revoked_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(n == 1)
@@ -153,10 +157,14 @@ pub fn complete_idempotency(
     body: &str,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(idempotency_keys::table.find(id)).set((
-            idempotency_keys::response_status.eq(Some(status)),
-            idempotency_keys::response_body.eq(Some(body)),
-        )))
+        update_where(
+            idempotency_keys::table,
+            idempotency_keys::table.primary_key().eq(id),
+            (
+                idempotency_keys::response_status.eq(Some(status)),
+                idempotency_keys::response_body.eq(Some(body)),
+            ),
+        )
         .execute(conn)?;
         Ok(())
     })

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::Page;
 use crate::models::{Course, Lesson};
 use crate::schema::{courses, enrolments, lessons, magic_link_activity, magic_links, progress};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 /// Sort keys for the course list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,9 +159,10 @@ pub fn set_lesson_position(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(
-            diesel::update(lessons::table.find(id))
-                .set((lessons::position.eq(position), lessons::updated_at.eq(now))),
+        update_where(
+            lessons::table,
+            lessons::table.primary_key().eq(id),
+            (lessons::position.eq(position), lessons::updated_at.eq(now)),
         )
         .execute(conn)?;
         Ok(())

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::models::{Course, Lesson};
 use crate::schema::{courses, lessons};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Course) -> Result<(), StoreError> {
     direct!(conn, {
@@ -15,7 +15,12 @@ pub fn insert(conn: &mut DbConn, row: &Course) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &Course) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(courses::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            courses::table,
+            courses::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -62,7 +67,12 @@ pub fn insert_lesson(conn: &mut DbConn, row: &Lesson) -> Result<(), StoreError> 
 
 pub fn update_lesson(conn: &mut DbConn, row: &Lesson) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(lessons::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            lessons::table,
+            lessons::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::models::{Course, Enrolment, Progress};
 use crate::schema::{courses, enrolments, progress};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
     direct!(conn, {
@@ -15,7 +15,12 @@ pub fn insert(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &Enrolment) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(enrolments::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            enrolments::table,
+            enrolments::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use super::Page;
 use crate::models::{Learner, LearnerIdentity};
 use crate::schema::{learner_identities, learners};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Learner) -> Result<(), StoreError> {
     direct!(conn, {
@@ -17,7 +17,12 @@ pub fn insert(conn: &mut DbConn, row: &Learner) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &Learner) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(learners::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            learners::table,
+            learners::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -192,8 +197,12 @@ pub fn identities_of(
 
 pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(learners::table.find(id)).set(learners::updated_at.eq(now)))
-            .execute(conn)?;
+        update_where(
+            learners::table,
+            learners::table.primary_key().eq(id),
+            learners::updated_at.eq(now),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::models::{DeviceBinding, MagicLink, MagicLinkActivity, RateLimit, SigninCode};
 use crate::schema::{device_bindings, magic_link_activity, magic_links, rate_limits, signin_codes};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 /// Inserts a link with its (empty) activity row.
 pub fn insert(conn: &mut DbConn, row: &MagicLink) -> Result<(), StoreError> {
@@ -44,9 +44,10 @@ pub fn mark_redeemed(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(
-            diesel::update(magic_link_activity::table.find(link_id))
-                .set(magic_link_activity::last_redeemed_at.eq(Some(now))),
+        update_where(
+            magic_link_activity::table,
+            magic_link_activity::table.primary_key().eq(link_id),
+            magic_link_activity::last_redeemed_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(())
@@ -55,7 +56,12 @@ pub fn mark_redeemed(
 
 pub fn update(conn: &mut DbConn, row: &MagicLink) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(magic_links::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            magic_links::table,
+            magic_links::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -131,13 +137,14 @@ pub fn supersede_staff_links(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(Cached(
-            diesel::update(magic_links::table)
-                .filter(magic_links::subject_id.eq(staff_id))
-                .filter(magic_links::purpose.eq("staff"))
-                .filter(magic_links::superseded_at.is_null())
-                .filter(magic_links::revoked_at.is_null())
-                .set(magic_links::superseded_at.eq(Some(now))),
+        Ok(update_where(
+            magic_links::table,
+            magic_links::subject_id
+                .eq(staff_id)
+                .and(magic_links::purpose.eq("staff"))
+                .and(magic_links::superseded_at.is_null())
+                .and(magic_links::revoked_at.is_null()),
+            magic_links::superseded_at.eq(Some(now)),
         )
         .execute(conn)?)
     })
@@ -150,12 +157,13 @@ pub fn revoke_all_for_learner(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(Cached(
-            diesel::update(magic_links::table)
-                .filter(magic_links::subject_id.eq(learner_id))
-                .filter(magic_links::purpose.eq("learner"))
-                .filter(magic_links::revoked_at.is_null())
-                .set(magic_links::revoked_at.eq(Some(now))),
+        Ok(update_where(
+            magic_links::table,
+            magic_links::subject_id
+                .eq(learner_id)
+                .and(magic_links::purpose.eq("learner"))
+                .and(magic_links::revoked_at.is_null()),
+            magic_links::revoked_at.eq(Some(now)),
         )
         .execute(conn)?)
     })
@@ -188,17 +196,25 @@ pub fn record_open(
 ) -> Result<(), StoreError> {
     direct!(conn, {
         if scanner {
-            Cached(diesel::update(magic_link_activity::table.find(id)).set((
-                magic_link_activity::last_opened_at.eq(Some(now)),
-                magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
-                magic_link_activity::suspected_scanner.eq(true),
-            )))
+            update_where(
+                magic_link_activity::table,
+                magic_link_activity::table.primary_key().eq(id),
+                (
+                    magic_link_activity::last_opened_at.eq(Some(now)),
+                    magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
+                    magic_link_activity::suspected_scanner.eq(true),
+                ),
+            )
             .execute(conn)?;
         } else {
-            Cached(diesel::update(magic_link_activity::table.find(id)).set((
-                magic_link_activity::last_opened_at.eq(Some(now)),
-                magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
-            )))
+            update_where(
+                magic_link_activity::table,
+                magic_link_activity::table.primary_key().eq(id),
+                (
+                    magic_link_activity::last_opened_at.eq(Some(now)),
+                    magic_link_activity::opened_count.eq(magic_link_activity::opened_count + 1),
+                ),
+            )
             .execute(conn)?;
         }
         Ok(())
@@ -207,9 +223,10 @@ pub fn record_open(
 
 pub fn mark_sent(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(
-            diesel::update(magic_link_activity::table.find(id))
-                .set(magic_link_activity::sent_at.eq(Some(now))),
+        update_where(
+            magic_link_activity::table,
+            magic_link_activity::table.primary_key().eq(id),
+            magic_link_activity::sent_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(())
@@ -229,7 +246,12 @@ pub fn insert_code(conn: &mut DbConn, row: &SigninCode) -> Result<(), StoreError
 
 pub fn update_code(conn: &mut DbConn, row: &SigninCode) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(signin_codes::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            signin_codes::table,
+            signin_codes::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -283,12 +305,13 @@ pub fn retire_codes(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(Cached(
-            diesel::update(signin_codes::table)
-                .filter(signin_codes::browser_hash.eq(browser_hash))
-                .filter(signin_codes::purpose.eq(purpose))
-                .filter(signin_codes::used_at.is_null())
-                .set(signin_codes::used_at.eq(Some(now))),
+        Ok(update_where(
+            signin_codes::table,
+            signin_codes::browser_hash
+                .eq(browser_hash)
+                .and(signin_codes::purpose.eq(purpose))
+                .and(signin_codes::used_at.is_null()),
+            signin_codes::used_at.eq(Some(now)),
         )
         .execute(conn)?)
     })
@@ -371,9 +394,10 @@ pub fn hit(
             .get_result(c)?,
     };
     if row.window_start + window <= now {
-        Cached(
-            diesel::update(rate_limits::table.find(key))
-                .set((rate_limits::window_start.eq(now), rate_limits::count.eq(1))),
+        update_where(
+            rate_limits::table,
+            rate_limits::table.primary_key().eq(key),
+            (rate_limits::window_start.eq(now), rate_limits::count.eq(1)),
         )
         .execute(conn)?;
         return Ok(limit >= 1);
@@ -381,9 +405,10 @@ pub fn hit(
     if row.count >= limit {
         return Ok(false);
     }
-    Cached(
-        diesel::update(rate_limits::table.find(key))
-            .set(rate_limits::count.eq(rate_limits::count + 1)),
+    update_where(
+        rate_limits::table,
+        rate_limits::table.primary_key().eq(key),
+        rate_limits::count.eq(rate_limits::count + 1),
     )
     .execute(conn)?;
     Ok(true)

@@ -12,7 +12,7 @@ use crate::schema::{
     lti_deployments, lti_launches, lti_login_states, lti_nonces, lti_platforms, lti_resource_links,
     lti_tickets,
 };
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
     direct!(conn, {
@@ -25,7 +25,12 @@ pub fn insert_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), Store
 
 pub fn update_platform(conn: &mut DbConn, row: &LtiPlatform) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(lti_platforms::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            lti_platforms::table,
+            lti_platforms::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -88,7 +93,12 @@ pub fn insert_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), S
 
 pub fn update_deployment(conn: &mut DbConn, row: &LtiDeployment) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(lti_deployments::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            lti_deployments::table,
+            lti_deployments::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -152,13 +162,13 @@ pub fn consume_login_state(
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(
-                lti_login_states::table
-                    .find(id)
-                    .filter(lti_login_states::used_at.is_null()),
-            )
-            .set(lti_login_states::used_at.eq(Some(now))),
+        let n = update_where(
+            lti_login_states::table,
+            lti_login_states::table
+                .primary_key()
+                .eq(id)
+                .and(lti_login_states::used_at.is_null()),
+            lti_login_states::used_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(n == 1)
@@ -279,16 +289,15 @@ pub fn map_unmapped_resource_link(
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(
-                lti_resource_links::table
-                    .filter(lti_resource_links::id.eq(id))
-                    .filter(lti_resource_links::course_id.is_null()),
-            )
-            .set((
+        let n = update_where(
+            lti_resource_links::table,
+            lti_resource_links::id
+                .eq(id)
+                .and(lti_resource_links::course_id.is_null()),
+            (
                 lti_resource_links::course_id.eq(course_id),
                 lti_resource_links::updated_at.eq(now),
-            )),
+            ),
         )
         .execute(conn)?;
         Ok(n == 1)
@@ -326,7 +335,12 @@ pub fn insert_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<
 
 pub fn update_resource_link(conn: &mut DbConn, row: &LtiResourceLink) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(lti_resource_links::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            lti_resource_links::table,
+            lti_resource_links::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -380,13 +394,13 @@ pub fn find_ticket(conn: &mut DbConn, ticket_hash: &str) -> Result<Option<LtiTic
 
 pub fn consume_ticket(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(
-                lti_tickets::table
-                    .find(id)
-                    .filter(lti_tickets::used_at.is_null()),
-            )
-            .set(lti_tickets::used_at.eq(Some(now))),
+        let n = update_where(
+            lti_tickets::table,
+            lti_tickets::table
+                .primary_key()
+                .eq(id)
+                .and(lti_tickets::used_at.is_null()),
+            lti_tickets::used_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(n == 1)
@@ -414,13 +428,10 @@ pub fn rebind_deep_link_requests(
 ) -> Result<usize, StoreError> {
     direct!(conn, {
         use crate::schema::lti_deep_link_requests as t;
-        Ok(Cached(
-            diesel::update(
-                t::table
-                    .filter(t::session_id.eq(from_session))
-                    .filter(t::used_at.is_null()),
-            )
-            .set(t::session_id.eq(to_session)),
+        Ok(update_where(
+            t::table,
+            t::session_id.eq(from_session).and(t::used_at.is_null()),
+            t::session_id.eq(to_session),
         )
         .execute(conn)?)
     })
@@ -448,9 +459,10 @@ pub fn use_deep_link_request(
 ) -> Result<bool, StoreError> {
     direct!(conn, {
         use crate::schema::lti_deep_link_requests as t;
-        let n = Cached(
-            diesel::update(t::table.find(id).filter(t::used_at.is_null()))
-                .set(t::used_at.eq(Some(now))),
+        let n = update_where(
+            t::table,
+            t::table.primary_key().eq(id).and(t::used_at.is_null()),
+            t::used_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(n == 1)

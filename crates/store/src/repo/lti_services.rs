@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::models::{LtiAccessToken, LtiEnrolmentLink};
 use crate::schema::{lti_access_tokens, lti_enrolment_links};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn get_enrolment_link(
     conn: &mut DbConn,
@@ -38,13 +38,17 @@ pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Resul
                 return Ok(());
             }
         }
-        let n = Cached(
-            diesel::update(lti_enrolment_links::table.find(&row.enrolment_id)).set((
+        let n = update_where(
+            lti_enrolment_links::table,
+            lti_enrolment_links::table
+                .primary_key()
+                .eq(&row.enrolment_id),
+            (
                 lti_enrolment_links::platform_id.eq(&row.platform_id),
                 lti_enrolment_links::resource_link_id.eq(&row.resource_link_id),
                 lti_enrolment_links::lti_sub.eq(&row.lti_sub),
                 lti_enrolment_links::updated_at.eq(row.updated_at),
-            )),
+            ),
         )
         .execute(conn)?;
         if n == 0 {
@@ -76,11 +80,13 @@ pub fn set_last_score_at(
     at: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(
-            diesel::update(lti_enrolment_links::table.find(enrolment_id)).set((
+        update_where(
+            lti_enrolment_links::table,
+            lti_enrolment_links::table.primary_key().eq(enrolment_id),
+            (
                 lti_enrolment_links::last_score_at.eq(Some(at)),
                 lti_enrolment_links::updated_at.eq(at),
-            )),
+            ),
         )
         .execute(conn)?;
         Ok(())
@@ -173,18 +179,17 @@ pub fn put_context_roster(
 ) -> Result<(), StoreError> {
     direct!(conn, {
         use crate::schema::lti_context_rosters as r;
-        let n = Cached(
-            diesel::update(
-                r::table
-                    .filter(r::platform_id.eq(&row.platform_id))
-                    .filter(r::context_id.eq(&row.context_id))
-                    .filter(r::course_id.eq(&row.course_id)),
-            )
-            .set((
+        let n = update_where(
+            r::table,
+            r::platform_id
+                .eq(&row.platform_id)
+                .and(r::context_id.eq(&row.context_id))
+                .and(r::course_id.eq(&row.course_id)),
+            (
                 r::differences_url.eq(&row.differences_url),
                 r::synced_at.eq(row.synced_at),
                 r::updated_at.eq(row.updated_at),
-            )),
+            ),
         )
         .execute(conn)?;
         if n == 0 {

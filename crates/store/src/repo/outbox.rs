@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use super::Page;
 use crate::models::OutboxMessage;
 use crate::schema::outbox;
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub const PENDING: &str = "pending";
 pub const SENT: &str = "sent";
@@ -66,22 +66,22 @@ pub fn claim_due(
         .load(conn)?;
     let mut claimed = Vec::new();
     for id in candidates {
-        let n = Cached(
-            diesel::update(
-                outbox::table
-                    .find(&id)
-                    .filter(outbox::status.eq(PENDING))
-                    .filter(
-                        outbox::locked_until
-                            .is_null()
-                            .or(outbox::locked_until.lt(now)),
-                    ),
-            )
-            .set((
+        let n = update_where(
+            outbox::table,
+            outbox::table
+                .primary_key()
+                .eq(&id)
+                .and(outbox::status.eq(PENDING))
+                .and(
+                    outbox::locked_until
+                        .is_null()
+                        .or(outbox::locked_until.lt(now)),
+                ),
+            (
                 outbox::locked_until.eq(Some(lease_until)),
                 outbox::attempts.eq(outbox::attempts + 1),
                 outbox::updated_at.eq(now),
-            )),
+            ),
         )
         .execute(conn)?;
         if n == 1 {
@@ -110,12 +110,16 @@ pub fn mark_sent(
     note: Option<&str>,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(outbox::table.find(id)).set((
-            outbox::status.eq(SENT),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::last_error.eq(note),
-            outbox::updated_at.eq(now),
-        )))
+        update_where(
+            outbox::table,
+            outbox::table.primary_key().eq(id),
+            (
+                outbox::status.eq(SENT),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::last_error.eq(note),
+                outbox::updated_at.eq(now),
+            ),
+        )
         .execute(conn)?;
         Ok(())
     })
@@ -135,13 +139,17 @@ pub fn mark_failed(
         } else {
             DEAD
         };
-        Cached(diesel::update(outbox::table.find(id)).set((
-            outbox::status.eq(status),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::last_error.eq(Some(error)),
-            outbox::next_attempt_at.eq(next_attempt_at.unwrap_or(now)),
-            outbox::updated_at.eq(now),
-        )))
+        update_where(
+            outbox::table,
+            outbox::table.primary_key().eq(id),
+            (
+                outbox::status.eq(status),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::last_error.eq(Some(error)),
+                outbox::next_attempt_at.eq(next_attempt_at.unwrap_or(now)),
+                outbox::updated_at.eq(now),
+            ),
+        )
         .execute(conn)?;
         Ok(())
     })
@@ -150,14 +158,19 @@ pub fn mark_failed(
 /// Puts a dead (or sent) row back in the queue for another attempt.
 pub fn replay(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(outbox::table.find(id).filter(outbox::status.ne(PENDING))).set((
+        let n = update_where(
+            outbox::table,
+            outbox::table
+                .primary_key()
+                .eq(id)
+                .and(outbox::status.ne(PENDING)),
+            (
                 outbox::status.eq(PENDING),
                 outbox::attempts.eq(0),
                 outbox::next_attempt_at.eq(now),
                 outbox::locked_until.eq(None::<NaiveDateTime>),
                 outbox::updated_at.eq(now),
-            )),
+            ),
         )
         .execute(conn)?;
         Ok(n == 1)
@@ -210,19 +223,27 @@ pub fn count_by_status(conn: &mut DbConn, status: &str) -> Result<i64, StoreErro
 /// Replaces a row's payload (the email worker scrubs secrets after sending).
 pub fn set_payload(conn: &mut DbConn, id: &str, payload: &str) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(outbox::table.find(id)).set(outbox::payload.eq(payload)))
-            .execute(conn)?;
+        update_where(
+            outbox::table,
+            outbox::table.primary_key().eq(id),
+            outbox::payload.eq(payload),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
 /// Marks a claimed row done (an event processed by its consumer).
 pub fn mark_done(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(outbox::table.find(id)).set((
-            outbox::status.eq(DONE),
-            outbox::locked_until.eq(None::<NaiveDateTime>),
-            outbox::updated_at.eq(now),
-        )))
+        update_where(
+            outbox::table,
+            outbox::table.primary_key().eq(id),
+            (
+                outbox::status.eq(DONE),
+                outbox::locked_until.eq(None::<NaiveDateTime>),
+                outbox::updated_at.eq(now),
+            ),
+        )
         .execute(conn)?;
         Ok(())
     })

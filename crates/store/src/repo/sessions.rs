@@ -3,7 +3,7 @@ use diesel::prelude::*;
 
 use crate::models::Session;
 use crate::schema::sessions;
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &Session) -> Result<(), StoreError> {
     direct!(conn, {
@@ -26,21 +26,25 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &str) -> Result<Option<Sessio
 
 pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)))
-            .execute(conn)?;
+        update_where(
+            sessions::table,
+            sessions::table.primary_key().eq(id),
+            sessions::last_seen_at.eq(now),
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
 
 pub fn revoke(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(
-            diesel::update(
-                sessions::table
-                    .find(id)
-                    .filter(sessions::revoked_at.is_null()),
-            )
-            .set(sessions::revoked_at.eq(now)),
+        update_where(
+            sessions::table,
+            sessions::table
+                .primary_key()
+                .eq(id)
+                .and(sessions::revoked_at.is_null()),
+            sessions::revoked_at.eq(now),
         )
         .execute(conn)?;
         Ok(())
@@ -54,13 +58,12 @@ pub fn revoke_all_for_learner(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(Cached(
-            diesel::update(
-                sessions::table
-                    .filter(sessions::learner_id.eq(learner_id))
-                    .filter(sessions::revoked_at.is_null()),
-            )
-            .set(sessions::revoked_at.eq(now)),
+        Ok(update_where(
+            sessions::table,
+            sessions::learner_id
+                .eq(learner_id)
+                .and(sessions::revoked_at.is_null()),
+            sessions::revoked_at.eq(now),
         )
         .execute(conn)?)
     })
@@ -72,13 +75,12 @@ pub fn revoke_all_for_staff(
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     direct!(conn, {
-        Ok(Cached(
-            diesel::update(
-                sessions::table
-                    .filter(sessions::staff_id.eq(staff_id))
-                    .filter(sessions::revoked_at.is_null()),
-            )
-            .set(sessions::revoked_at.eq(now)),
+        Ok(update_where(
+            sessions::table,
+            sessions::staff_id
+                .eq(staff_id)
+                .and(sessions::revoked_at.is_null()),
+            sessions::revoked_at.eq(now),
         )
         .execute(conn)?)
     })

@@ -3,7 +3,7 @@ use diesel::prelude::*;
 
 use crate::models::Setting;
 use crate::schema::settings;
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn all(conn: &mut DbConn) -> Result<Vec<Setting>, StoreError> {
     direct!(conn, {
@@ -33,9 +33,10 @@ pub fn put(
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(settings::table.find(key))
-                .set((settings::value.eq(value), settings::updated_at.eq(now))),
+        let n = update_where(
+            settings::table,
+            settings::table.primary_key().eq(key),
+            (settings::value.eq(value), settings::updated_at.eq(now)),
         )
         .execute(conn)?;
         if n == 0 {

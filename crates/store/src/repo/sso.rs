@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::models::SsoState;
 use crate::schema::sso_states;
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert_state(conn: &mut DbConn, row: &SsoState) -> Result<(), StoreError> {
     direct!(conn, {
@@ -30,13 +30,13 @@ pub fn find_state(conn: &mut DbConn, state_hash: &str) -> Result<Option<SsoState
 /// racing this one).
 pub fn consume_state(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<bool, StoreError> {
     direct!(conn, {
-        let n = Cached(
-            diesel::update(
-                sso_states::table
-                    .find(id)
-                    .filter(sso_states::used_at.is_null()),
-            )
-            .set(sso_states::used_at.eq(Some(now))),
+        let n = update_where(
+            sso_states::table,
+            sso_states::table
+                .primary_key()
+                .eq(id)
+                .and(sso_states::used_at.is_null()),
+            sso_states::used_at.eq(Some(now)),
         )
         .execute(conn)?;
         Ok(n == 1)

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::models::StaffUser;
 use crate::schema::staff_users;
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub fn insert(conn: &mut DbConn, row: &StaffUser) -> Result<(), StoreError> {
     direct!(conn, {
@@ -15,7 +15,12 @@ pub fn insert(conn: &mut DbConn, row: &StaffUser) -> Result<(), StoreError> {
 
 pub fn update(conn: &mut DbConn, row: &StaffUser) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(staff_users::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            staff_users::table,
+            staff_users::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }

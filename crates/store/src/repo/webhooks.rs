@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::models::{WebhookDelivery, WebhookEndpoint};
 use crate::schema::{webhook_deliveries, webhook_endpoints};
-use crate::{Cached, DbConn, StoreError};
+use crate::{update_where, DbConn, StoreError};
 
 pub const ACTIVE: &str = "active";
 pub const DISABLED: &str = "disabled";
@@ -21,7 +21,12 @@ pub fn insert(conn: &mut DbConn, row: &WebhookEndpoint) -> Result<(), StoreError
 
 pub fn update(conn: &mut DbConn, row: &WebhookEndpoint) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(diesel::update(webhook_endpoints::table.find(&row.id)).set(row)).execute(conn)?;
+        update_where(
+            webhook_endpoints::table,
+            webhook_endpoints::table.primary_key().eq(&row.id),
+            row,
+        )
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -67,10 +72,15 @@ pub fn delete(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
 /// Adds one to the failure streak and returns the new value.
 pub fn record_failure(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result<i32, StoreError> {
     direct!(conn, {
-        Cached(diesel::update(webhook_endpoints::table.find(id)).set((
-            webhook_endpoints::consecutive_failures.eq(webhook_endpoints::consecutive_failures + 1),
-            webhook_endpoints::updated_at.eq(now),
-        )))
+        update_where(
+            webhook_endpoints::table,
+            webhook_endpoints::table.primary_key().eq(id),
+            (
+                webhook_endpoints::consecutive_failures
+                    .eq(webhook_endpoints::consecutive_failures + 1),
+                webhook_endpoints::updated_at.eq(now),
+            ),
+        )
         .execute(conn)?;
         Ok(webhook_endpoints::table
             .find(id)
@@ -81,13 +91,13 @@ pub fn record_failure(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> Result
 
 pub fn record_success(conn: &mut DbConn, id: &str) -> Result<(), StoreError> {
     direct!(conn, {
-        Cached(
-            diesel::update(
-                webhook_endpoints::table
-                    .find(id)
-                    .filter(webhook_endpoints::consecutive_failures.ne(0)),
-            )
-            .set(webhook_endpoints::consecutive_failures.eq(0)),
+        update_where(
+            webhook_endpoints::table,
+            webhook_endpoints::table
+                .primary_key()
+                .eq(id)
+                .and(webhook_endpoints::consecutive_failures.ne(0)),
+            webhook_endpoints::consecutive_failures.eq(0),
         )
         .execute(conn)?;
         Ok(())
