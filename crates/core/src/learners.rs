@@ -225,9 +225,7 @@ pub fn upsert_by_lti(
         client_id: client_id.to_string(),
         sub: sub.to_string(),
     };
-    if let Some(i) = repo::learners::find_identity(tx, &identity.key())? {
-        let mut l =
-            repo::learners::get(tx, &i.learner_id)?.ok_or(CoreError::NotFound("learner"))?;
+    if let Some(mut l) = repo::learners::find_by_identity(tx, &identity.key())? {
         let mut changed = false;
         if name.is_some() && l.name.as_deref() != name {
             l.name = name.map(str::to_string);

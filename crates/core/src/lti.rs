@@ -324,14 +324,14 @@ pub fn begin_login(
     req: &LoginRequest,
 ) -> Result<LoginStarted, CoreError> {
     let platform = resolve_platform(tx, &req.issuer, req.client_id.as_deref())?;
-    let state = tokens::mint("lst");
-    let nonce = tokens::mint("lno");
+    let state = tokens::mint_ordered("lst");
+    let nonce = tokens::mint_ordered("lno");
     let n = now.naive_utc();
     repo::lti::insert_login_state(
         tx,
         &LtiLoginState {
             id: new_id(),
-            state_hash: secret.hash("lti_state", &state),
+            state_hash: secret.hash_token("lti_state", &state),
             nonce: nonce.clone(),
             platform_id: platform.id.clone(),
             target_link_uri: req.target_link_uri.clone(),
@@ -364,7 +364,7 @@ pub fn find_login(
             "The launch carried no state parameter.",
         ));
     }
-    let (s, p) = repo::lti::find_login_state_with_platform(tx, &secret.hash("lti_state", state))?
+    let (s, p) = repo::lti::find_login_state_with_platform(tx, &secret.hash_token("lti_state", state))?
         .ok_or_else(|| {
         CoreError::refused(
             "state_unknown",
@@ -576,8 +576,13 @@ pub fn complete_launch(
     let mut course = None;
     let mut link_row = None;
     if let Some(rl) = &v.resource_link_id {
-        let mut row = match repo::lti::find_resource_link(tx, &platform.id, &v.deployment_id, rl)? {
-            Some(r) => r,
+        let (mut row, mapped) = match repo::lti::find_resource_link_with_course(
+            tx,
+            &platform.id,
+            &v.deployment_id,
+            rl,
+        )? {
+            Some(found) => found,
             None => {
                 let r = LtiResourceLink {
                     id: new_id(),
@@ -596,12 +601,17 @@ pub fn complete_launch(
                     updated_at: n,
                 };
                 repo::lti::insert_resource_link(tx, &r)?;
-                r
+                (r, None)
             }
         };
         let before = row.clone();
         if let Some(slug) = &v.custom_course {
-            match repo::courses::get_by_slug(tx, slug)? {
+            // Usually the course the link is already mapped to.
+            let wanted = match mapped.as_ref().filter(|c| &c.slug == slug) {
+                Some(c) => Some(c.clone()),
+                None => repo::courses::get_by_slug(tx, slug)?,
+            };
+            match wanted {
                 Some(c) => {
                     row.course_id = Some(c.id.clone());
                     course = Some(c);
@@ -636,7 +646,10 @@ pub fn complete_launch(
             repo::lti::update_resource_link(tx, &row)?;
         }
         if let (None, Some(cid)) = (&course, &row.course_id) {
-            course = repo::courses::get(tx, cid)?;
+            course = match mapped.filter(|c| &c.id == cid) {
+                Some(c) => Some(c),
+                None => repo::courses::get(tx, cid)?,
+            };
         }
         link_row = Some(row);
     } else if let Some(slug) = &v.custom_course {
@@ -1040,12 +1053,12 @@ pub fn create_ticket(
     session_id: &str,
     redirect: &str,
 ) -> Result<String, CoreError> {
-    let ticket = tokens::mint("ltk");
+    let ticket = tokens::mint_ordered("ltk");
     repo::lti::insert_ticket(
         tx,
         &LtiTicket {
             id: new_id(),
-            ticket_hash: secret.hash("lti_ticket", &ticket),
+            ticket_hash: secret.hash_token("lti_ticket", &ticket),
             learner_id: learner_id.to_string(),
             session_id: session_id.to_string(),
             redirect: redirect.to_string(),
@@ -1070,12 +1083,13 @@ pub fn peek_ticket(
             "This sign-in link is not valid. Start the activity again from your course.",
         ));
     }
-    let t = repo::lti::find_ticket(tx, &secret.hash("lti_ticket", ticket))?.ok_or_else(|| {
-        CoreError::refused(
-            "ticket_unknown",
-            "This sign-in link is not valid. Start the activity again from your course.",
-        )
-    })?;
+    let t =
+        repo::lti::find_ticket(tx, &secret.hash_token("lti_ticket", ticket))?.ok_or_else(|| {
+            CoreError::refused(
+                "ticket_unknown",
+                "This sign-in link is not valid. Start the activity again from your course.",
+            )
+        })?;
     if t.used_at.is_some() {
         return Err(CoreError::refused(
             "ticket_used",

@@ -255,12 +255,12 @@ fn insert_session(
     client: &ClientInfo,
     redirect: String,
 ) -> Result<Started, CoreError> {
-    let token = tokens::mint(TOKEN_PREFIX);
+    let token = tokens::mint_ordered(TOKEN_PREFIX);
     let n = now.naive_utc();
     let absolute_expires_at = now + absolute;
     let row = Session {
         id: crate::ids::new_id(),
-        token_hash: secret.hash("session", &token),
+        token_hash: secret.hash_token("session", &token),
         subject_kind: subject_kind.to_string(),
         learner_id: learner_id.clone(),
         staff_id: staff_id.clone(),
@@ -311,7 +311,7 @@ pub fn authenticate(
     if !tokens::looks_like(TOKEN_PREFIX, token) {
         return Err(CoreError::Unauthenticated);
     }
-    let s = repo::sessions::find_by_hash(tx, &secret.hash("session", token))?
+    let s = repo::sessions::find_by_hash(tx, &secret.hash_token("session", token))?
         .ok_or(CoreError::Unauthenticated)?;
     if s.revoked_at.is_some() {
         return Err(CoreError::Unauthenticated);

@@ -182,6 +182,21 @@ pub fn find_identity(
     })
 }
 
+/// The learner an identity belongs to, in one query.
+pub fn find_by_identity(
+    conn: &mut DbConn,
+    identity_key: &str,
+) -> Result<Option<Learner>, StoreError> {
+    direct!(conn, {
+        Ok(learner_identities::table
+            .inner_join(learners::table)
+            .filter(learner_identities::identity_key.eq(identity_key))
+            .select(Learner::as_select())
+            .get_result(conn)
+            .optional()?)
+    })
+}
+
 pub fn identities_of(
     conn: &mut DbConn,
     learner_id: &str,

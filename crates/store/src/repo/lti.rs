@@ -6,11 +6,11 @@ use diesel::prelude::*;
 
 use super::Page;
 use crate::models::{
-    LtiDeployment, LtiLaunch, LtiLoginState, LtiPlatform, LtiResourceLink, LtiTicket,
+    Course, LtiDeployment, LtiLaunch, LtiLoginState, LtiPlatform, LtiResourceLink, LtiTicket,
 };
 use crate::schema::{
-    lti_deployments, lti_launches, lti_login_states, lti_nonces, lti_platforms, lti_resource_links,
-    lti_tickets,
+    courses, lti_deployments, lti_launches, lti_login_states, lti_nonces, lti_platforms,
+    lti_resource_links, lti_tickets,
 };
 use crate::{update_where, DbConn, StoreError};
 
@@ -236,12 +236,26 @@ pub fn find_resource_link(
     deployment_id: &str,
     resource_link_id: &str,
 ) -> Result<Option<LtiResourceLink>, StoreError> {
+    Ok(
+        find_resource_link_with_course(conn, platform_id, deployment_id, resource_link_id)?
+            .map(|(link, _)| link),
+    )
+}
+
+/// A resource link with the course it is mapped to (if any), in one query.
+pub fn find_resource_link_with_course(
+    conn: &mut DbConn,
+    platform_id: &str,
+    deployment_id: &str,
+    resource_link_id: &str,
+) -> Result<Option<(LtiResourceLink, Option<Course>)>, StoreError> {
     direct!(conn, {
         Ok(lti_resource_links::table
+            .left_join(courses::table)
             .filter(lti_resource_links::platform_id.eq(platform_id))
             .filter(lti_resource_links::deployment_id.eq(deployment_id))
             .filter(lti_resource_links::resource_link_id.eq(resource_link_id))
-            .select(LtiResourceLink::as_select())
+            .select((LtiResourceLink::as_select(), Option::<Course>::as_select()))
             .get_result(conn)
             .optional()?)
     })
