@@ -48,5 +48,7 @@ pub use claims::{LaunchClaims, MessageType};
 pub use error::{Lms, LtiError};
 pub use jwks::{JwksCache, KeySource, ReqwestKeySource};
 pub use services::{ServiceClient, TokenClient};
-pub use token::{peek_unverified, verify_launch, Expectations, PlatformKeys, Unverified, Verifier};
+pub use token::{
+    peek_kid, peek_unverified, verify_launch, Expectations, PlatformKeys, Unverified, Verifier,
+};
 pub use tool_keys::ToolKeys;

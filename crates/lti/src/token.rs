@@ -145,6 +145,15 @@ pub fn peek_unverified(id_token: &str) -> Result<Unverified, LtiError> {
     })
 }
 
+/// The `kid` of an id_token's header, without decoding its payload (the
+/// launch needs only this before verifying; the claims are read once, by
+/// the verification itself). `None` for a malformed token or one without a
+/// kid: the verification then names the reason.
+pub fn peek_kid(id_token: &str) -> Option<String> {
+    let parts = split(id_token).ok()?;
+    str_of(&parts.header, "kid").map(str::to_string)
+}
+
 /// Something that can hand out a platform's RS256 verification key by `kid`.
 pub trait KeyLookup {
     fn key_for(&self, kid: &str) -> Option<DecodingKey>;

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::claims::{names, roles, MessageType};
 use crate::error::LtiError;
 use crate::testing::{self, fixed_now, TokenMinter};
-use crate::token::{peek_unverified, verify_launch, Expectations, Verifier};
+use crate::token::{peek_kid, peek_unverified, verify_launch, Expectations, Verifier};
 use crate::LaunchClaims;
 
 fn verify_with(token: &str, exp: &Expectations) -> Result<LaunchClaims, LtiError> {
@@ -666,6 +666,22 @@ fn peek_reads_without_verifying() {
             .code(),
         "malformed_token"
     );
+}
+
+#[test]
+fn the_kid_is_read_from_the_header_alone() {
+    assert_eq!(
+        peek_kid(&minter().mint()).as_deref(),
+        Some(testing::PLATFORM_KID)
+    );
+    // The payload is not looked at: even one without iss gives its kid.
+    assert_eq!(
+        peek_kid(&minter().without("iss").mint()).as_deref(),
+        Some(testing::PLATFORM_KID)
+    );
+    assert_eq!(peek_kid(&minter().kid(None).mint()), None);
+    assert_eq!(peek_kid("nope"), None);
+    assert_eq!(peek_kid("a.b"), None);
 }
 
 // ---------- error catalogue ----------

@@ -22,7 +22,7 @@ use coursegate_lti::{
     deep_linking::{response_jwt, ContentItem, LineItemSpec},
     error::LtiError,
     login::{auth_request_url, LoginInitiation},
-    token::{peek_unverified, verify_launch_traced, Expectations},
+    token::{peek_kid, peek_unverified, verify_launch_traced, Expectations},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -413,7 +413,7 @@ async fn launch(
     };
 
     // 2. The platform's keys (network I/O, outside any transaction).
-    let kid = peek_unverified(&id_token).ok().and_then(|u| u.kid);
+    let kid = peek_kid(&id_token);
     let keys = match crate::lti_keys::platform_keys(&state, &platform.jwks_url, kid.as_deref(), now)
         .await
     {
