@@ -61,6 +61,8 @@ pub struct ScoreJob {
 }
 
 /// Remembers which launch an enrolment belongs to (called by the launch).
+/// `current` is the enrolment's link as the caller just read it
+/// (`repo::lti_services::find_enrolment_with_link`), or `None` to read it here.
 pub fn link_enrolment(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -68,20 +70,22 @@ pub fn link_enrolment(
     platform_id: &str,
     resource_link_row_id: &str,
     sub: &str,
+    current: Option<Option<&LtiEnrolmentLink>>,
 ) -> Result<(), CoreError> {
     let n = now.naive_utc();
-    repo::lti_services::upsert_enrolment_link(
-        tx,
-        &LtiEnrolmentLink {
-            enrolment_id: enrolment_id.to_string(),
-            platform_id: platform_id.to_string(),
-            resource_link_id: resource_link_row_id.to_string(),
-            lti_sub: sub.to_string(),
-            last_score_at: None,
-            created_at: n,
-            updated_at: n,
-        },
-    )?;
+    let row = LtiEnrolmentLink {
+        enrolment_id: enrolment_id.to_string(),
+        platform_id: platform_id.to_string(),
+        resource_link_id: resource_link_row_id.to_string(),
+        lti_sub: sub.to_string(),
+        last_score_at: None,
+        created_at: n,
+        updated_at: n,
+    };
+    match current {
+        Some(current) => repo::lti_services::set_enrolment_link(tx, &row, current)?,
+        None => repo::lti_services::upsert_enrolment_link(tx, &row)?,
+    }
     Ok(())
 }
 

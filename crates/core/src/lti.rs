@@ -729,7 +729,13 @@ pub fn complete_launch(
             instructor: true,
         });
     }
-    let existing = repo::enrolments::find(tx, &learner.id, &course.id)?;
+    // The enrolment with its launch link: one query, and most launches then
+    // find both as they were.
+    let (existing, current_link) =
+        match repo::lti_services::find_enrolment_with_link(tx, &learner.id, &course.id)? {
+            Some((e, link)) => (Some(e), link),
+            None => (None, None),
+        };
     let enrolment = match existing {
         // Revoked by staff (the access check below refuses the launch with
         // the reason), or active already: as it is.
@@ -752,7 +758,15 @@ pub fn complete_launch(
     };
     crate::access::check(&course, Some(&enrolment), now).map_err(CoreError::Access)?;
     if let Some(rl) = link_row.as_ref() {
-        crate::ags::link_enrolment(tx, now, &enrolment.id, &platform.id, &rl.id, &v.sub)?;
+        crate::ags::link_enrolment(
+            tx,
+            now,
+            &enrolment.id,
+            &platform.id,
+            &rl.id,
+            &v.sub,
+            Some(current_link.as_ref()),
+        )?;
     }
     let destination = Destination::Course {
         slug: course.slug.clone(),

@@ -341,7 +341,7 @@ pub fn import_members(
         if let Some(e) = repo::enrolments::find(tx, &learner.id, &course.id)? {
             // Keep the link of an earlier launch (its line item); link the rest here.
             if repo::lti_services::get_enrolment_link(tx, &e.id)?.is_none() {
-                ags::link_enrolment(tx, now, &e.id, &platform.id, &link.id, &m.sub)?;
+                ags::link_enrolment(tx, now, &e.id, &platform.id, &link.id, &m.sub, None)?;
             }
         }
     }

@@ -549,3 +549,6 @@ diesel::table! {
         removed_at -> Timestamp,
     }
 }
+
+diesel::joinable!(lti_enrolment_links -> enrolments (enrolment_id));
+diesel::allow_tables_to_appear_in_same_query!(enrolments, lti_enrolment_links);

@@ -4,8 +4,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::models::{LtiAccessToken, LtiEnrolmentLink};
-use crate::schema::{lti_access_tokens, lti_enrolment_links};
+use crate::models::{Enrolment, LtiAccessToken, LtiEnrolmentLink};
+use crate::schema::{enrolments, lti_access_tokens, lti_enrolment_links};
 use crate::{update_where, DbConn, StoreError};
 
 pub fn get_enrolment_link(
@@ -21,23 +21,50 @@ pub fn get_enrolment_link(
     })
 }
 
+/// A learner's enrolment in a course with its launch link (if any), in one
+/// query: what a launch needs before [`set_enrolment_link`].
+pub fn find_enrolment_with_link(
+    conn: &mut DbConn,
+    learner_id: &str,
+    course_id: &str,
+) -> Result<Option<(Enrolment, Option<LtiEnrolmentLink>)>, StoreError> {
+    direct!(conn, {
+        Ok(enrolments::table
+            .left_join(lti_enrolment_links::table)
+            .filter(enrolments::learner_id.eq(learner_id))
+            .filter(enrolments::course_id.eq(course_id))
+            .select((
+                Enrolment::as_select(),
+                Option::<LtiEnrolmentLink>::as_select(),
+            ))
+            .get_result(conn)
+            .optional()?)
+    })
+}
+
 /// Inserts or replaces the link of an enrolment (the latest launch wins).
 pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Result<(), StoreError> {
-    direct!(conn, {
-        // Every launch calls this; most find the row as it was: no write then.
-        let current: Option<LtiEnrolmentLink> = lti_enrolment_links::table
-            .find(&row.enrolment_id)
-            .select(LtiEnrolmentLink::as_select())
-            .get_result(conn)
-            .optional()?;
-        if let Some(c) = &current {
-            if c.platform_id == row.platform_id
-                && c.resource_link_id == row.resource_link_id
-                && c.lti_sub == row.lti_sub
-            {
-                return Ok(());
-            }
+    let current = get_enrolment_link(conn, &row.enrolment_id)?;
+    set_enrolment_link(conn, row, current.as_ref())
+}
+
+/// [`upsert_enrolment_link`] for a caller that has just read the enrolment's
+/// `current` link (with [`find_enrolment_with_link`]): most launches find it
+/// as it was and write nothing. A `current` of another enrolment is ignored.
+pub fn set_enrolment_link(
+    conn: &mut DbConn,
+    row: &LtiEnrolmentLink,
+    current: Option<&LtiEnrolmentLink>,
+) -> Result<(), StoreError> {
+    if let Some(c) = current.filter(|c| c.enrolment_id == row.enrolment_id) {
+        if c.platform_id == row.platform_id
+            && c.resource_link_id == row.resource_link_id
+            && c.lti_sub == row.lti_sub
+        {
+            return Ok(());
         }
+    }
+    direct!(conn, {
         let n = update_where(
             lti_enrolment_links::table,
             lti_enrolment_links::table
