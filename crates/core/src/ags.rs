@@ -61,8 +61,8 @@ pub struct ScoreJob {
 }
 
 /// Remembers which launch an enrolment belongs to (called by the launch).
-/// `current` is the enrolment's link as the caller just read it
-/// (`repo::lti_services::find_enrolment_with_link`), or `None` to read it here.
+/// `current` is the enrolment's stored link as the caller just read it
+/// (`repo::lti_services::find_enrolment_with_link`), `None` if it has none.
 pub fn link_enrolment(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -70,7 +70,7 @@ pub fn link_enrolment(
     platform_id: &str,
     resource_link_row_id: &str,
     sub: &str,
-    current: Option<Option<&LtiEnrolmentLink>>,
+    current: Option<&LtiEnrolmentLink>,
 ) -> Result<(), CoreError> {
     let n = now.naive_utc();
     let row = LtiEnrolmentLink {
@@ -82,10 +82,7 @@ pub fn link_enrolment(
         created_at: n,
         updated_at: n,
     };
-    match current {
-        Some(current) => repo::lti_services::set_enrolment_link(tx, &row, current)?,
-        None => repo::lti_services::upsert_enrolment_link(tx, &row)?,
-    }
+    repo::lti_services::set_enrolment_link(tx, &row, current)?;
     Ok(())
 }
 

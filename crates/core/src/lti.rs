@@ -765,7 +765,7 @@ pub fn complete_launch(
             &platform.id,
             &rl.id,
             &v.sub,
-            Some(current_link.as_ref()),
+            current_link.as_ref(),
         )?;
     }
     let destination = Destination::Course {

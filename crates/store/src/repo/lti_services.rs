@@ -42,15 +42,11 @@ pub fn find_enrolment_with_link(
     })
 }
 
-/// Inserts or replaces the link of an enrolment (the latest launch wins).
-pub fn upsert_enrolment_link(conn: &mut DbConn, row: &LtiEnrolmentLink) -> Result<(), StoreError> {
-    let current = get_enrolment_link(conn, &row.enrolment_id)?;
-    set_enrolment_link(conn, row, current.as_ref())
-}
-
-/// [`upsert_enrolment_link`] for a caller that has just read the enrolment's
-/// `current` link (with [`find_enrolment_with_link`]): most launches find it
-/// as it was and write nothing. A `current` of another enrolment is ignored.
+/// Inserts or replaces the link of an enrolment (the latest launch wins),
+/// given its `current` link as the caller just read it ([`get_enrolment_link`]
+/// or [`find_enrolment_with_link`]; `None` if it has none): most launches find
+/// it as it was and write nothing. A `current` of another enrolment is
+/// ignored (the row is then updated, or inserted if missing).
 pub fn set_enrolment_link(
     conn: &mut DbConn,
     row: &LtiEnrolmentLink,
