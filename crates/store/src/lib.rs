@@ -20,6 +20,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cached;
+mod checkpoint;
 mod conn;
 mod error;
 pub mod models;
@@ -120,9 +121,12 @@ impl Store {
             pool.get()
                 .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?,
         );
-        let sqlite_writer = match url.backend() {
-            Backend::Sqlite => Some(writer::Writer::spawn(pool.clone())?),
-            Backend::Postgres => None,
+        let sqlite_writer = match &url {
+            DatabaseUrl::Sqlite(path) => Some(writer::Writer::spawn(
+                pool.clone(),
+                checkpoint::Checkpointer::spawn(path.clone(), options.busy_timeout)?,
+            )?),
+            DatabaseUrl::Postgres(_) => None,
         };
         Ok(Self {
             pool,

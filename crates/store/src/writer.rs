@@ -27,6 +27,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use r2d2::PooledConnection;
 
+use crate::checkpoint::Checkpointer;
 use crate::conn::{DbConn, Manager};
 use crate::sqlite_tx;
 use crate::StoreError;
@@ -112,7 +113,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread; it ends when every clone of the writer is dropped.
-    pub(crate) fn spawn(pool: r2d2::Pool<Manager>) -> Result<Self, StoreError> {
+    /// Its checkpoints run on a thread of their own (see the `checkpoint` module).
+    pub(crate) fn spawn(
+        pool: r2d2::Pool<Manager>,
+        checkpointer: Checkpointer,
+    ) -> Result<Self, StoreError> {
         let (queue, rx) = mpsc::channel::<Job>();
         let turn = Arc::new(Mutex::new(()));
         let t = turn.clone();
@@ -138,6 +143,7 @@ impl Writer {
                         },
                     };
                     batch(conn, &rx, first);
+                    checkpointer.nudge();
                 }
             })
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;

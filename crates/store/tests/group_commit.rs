@@ -106,3 +106,48 @@ async fn blocking_and_queued_writers_take_turns() {
     }
     assert_eq!(read(&store, "n").as_deref(), Some("40"));
 }
+
+/// The writer's log is copied back into the database file by the
+/// background checkpointer, without waiting for the log to reach the
+/// writer's own automatic checkpoint (4,000 pages, ~16 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.db");
+    let store = Store::connect(
+        &format!("sqlite://{}", file.display()),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    store.migrate().unwrap();
+    let before = std::fs::metadata(&file).unwrap().len();
+    // ~1 MiB in 100 commits, far below the automatic checkpoint: only the
+    // background thread copies it.
+    let value = "x".repeat(10 * 1024);
+    for i in 0..100 {
+        let v = value.clone();
+        store
+            .write(move |tx| repo::settings::put(tx, &format!("k{i}"), &v, now()))
+            .await
+            .unwrap();
+    }
+    let wal = dir.path().join("t.db-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 1_000_000,
+        "the writes went to the log"
+    );
+    // Wait for the copy (bounded: a stalled checkpointer fails the test).
+    let mut size = before;
+    for _ in 0..300 {
+        size = std::fs::metadata(&file).unwrap().len();
+        if size > before + 1_000_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        size > before + 1_000_000,
+        "database file still {size} bytes (was {before}): the log was not checkpointed"
+    );
+    assert_eq!(read(&store, "k99").as_deref(), Some(value.as_str()));
+}
