@@ -32,8 +32,6 @@ use crate::{
 
 /// How long a login may take between initiation and the id_token POST.
 pub const LOGIN_TTL_MINUTES: i64 = 10;
-/// How long used nonces are remembered (longer than any accepted token age).
-pub const NONCE_MEMORY_HOURS: i64 = 24;
 /// Flight records are kept this long.
 pub const FLIGHT_RECORD_DAYS: i64 = 30;
 /// A new-window handoff ticket is valid this long.
@@ -314,16 +312,18 @@ pub fn resolve_platform(
     Ok(p)
 }
 
-/// Starts a login: stores single-use state and nonce server-side. The
-/// login's flight record is its launch's (or, if no launch comes, the one
+/// Starts a login for the registration [`resolve_platform`] found: stores
+/// single-use state and nonce server-side, in one INSERT (so
+/// [`coursegate_store::Store::write_one`] may run it). The login's flight
+/// record is its launch's (or, if no launch comes, the one
 /// [`purge_expired`] writes): a login that succeeds writes nothing else.
 pub fn begin_login(
     tx: &mut Tx,
     now: DateTime<Utc>,
     secret: &Secret,
+    platform: LtiPlatform,
     req: &LoginRequest,
 ) -> Result<LoginStarted, CoreError> {
-    let platform = resolve_platform(tx, &req.issuer, req.client_id.as_deref())?;
     let state = tokens::mint_ordered("lst");
     let nonce = tokens::mint_ordered("lno");
     let n = now.naive_utc();
@@ -491,8 +491,11 @@ fn launch_detail(
     m
 }
 
-/// Completes a verified launch in one transaction: consumes state and nonce,
-/// checks the deployment, links the identity, maps the resource link to a
+/// Completes a verified launch in one transaction: consumes the login state
+/// (and with it the nonce: each nonce is issued with exactly one state, the
+/// verification has checked the id_token carries that one, and the state is
+/// used up here at most once, so no nonce is ever accepted twice; a
+/// separate row per nonce would only repeat that), checks the deployment, links the identity, maps the resource link to a
 /// course, upserts the enrolment and starts the session.
 ///
 /// `platform` is the registration [`find_login`] returned for this launch's
@@ -507,22 +510,12 @@ pub fn complete_launch(
     client: &ClientInfo,
 ) -> Result<LaunchResult, CoreError> {
     let n = now.naive_utc();
+    // One conditional UPDATE: of two launches racing with one state (on any
+    // instances), exactly one gets the row.
     if !repo::lti::consume_login_state(tx, &v.login_state_id, n)? {
         return Err(CoreError::refused(
             "state_replayed",
             "This launch was already used. Start the activity again from the course.",
-        ));
-    }
-    if !repo::lti::use_nonce(
-        tx,
-        &new_id(),
-        &platform.id,
-        &v.nonce,
-        (now + Duration::hours(NONCE_MEMORY_HOURS)).naive_utc(),
-    )? {
-        return Err(CoreError::refused(
-            "nonce_replayed",
-            "This id_token's nonce was already used: a replayed launch is refused.",
         ));
     }
     match repo::lti::find_deployment(tx, &platform.id, &v.deployment_id)? {

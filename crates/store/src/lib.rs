@@ -269,6 +269,30 @@ impl Store {
         .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
     }
 
+    /// Runs `f`, which makes exactly one write statement: on PostgreSQL
+    /// without `BEGIN`/`COMMIT` around it (the statement commits by itself
+    /// before it returns, so the answer still comes after the commit, and
+    /// the two round trips are saved); on SQLite in the writer's next batch,
+    /// like [`Store::write`]. Anything that runs two statements uses
+    /// [`Store::write`].
+    pub async fn write_one<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        if self.sqlite_writer.is_some() {
+            return self.write(f).await;
+        }
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
+    }
+
     /// Runs `f` in a write transaction: on SQLite in the writer thread's next
     /// batch, on PostgreSQL on a blocking thread. Everything `f` writes
     /// (including outbox rows) commits together or not at all, and the

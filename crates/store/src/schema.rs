@@ -227,15 +227,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    lti_nonces (id) {
-        id -> Text,
-        platform_id -> Text,
-        nonce -> Text,
-        expires_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     lti_resource_links (id) {
         id -> Text,
         platform_id -> Text,

@@ -190,12 +190,23 @@ async fn login(
         storage_target: init.lti_storage_target.clone(),
     };
     let secret = state.config.secret.clone();
-    // State and nonce: one row, one write per login. Its flight record is
-    // the launch's (see `core_lti::begin_login`).
-    let started = state
+    // The registration (one read, off the writer), then state and nonce:
+    // one row, one statement per login. Its flight record is the launch's
+    // (see `core_lti::begin_login`).
+    let (iss, cid) = (req.issuer.clone(), req.client_id.clone());
+    let started = match state
         .store
-        .write(move |tx| core_lti::begin_login(tx, now, &secret, &req))
-        .await;
+        .read_one(move |tx| core_lti::resolve_platform(tx, &iss, cid.as_deref()))
+        .await
+    {
+        Ok(platform) => {
+            state
+                .store
+                .write_one(move |tx| core_lti::begin_login(tx, now, &secret, platform, &req))
+                .await
+        }
+        Err(e) => Err(e),
+    };
     let started = match started {
         Ok(s) => s,
         Err(e) => {

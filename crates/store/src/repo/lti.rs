@@ -9,8 +9,8 @@ use crate::models::{
     Course, LtiDeployment, LtiLaunch, LtiLoginState, LtiPlatform, LtiResourceLink, LtiTicket,
 };
 use crate::schema::{
-    courses, lti_deployments, lti_launches, lti_login_states, lti_nonces, lti_platforms,
-    lti_resource_links, lti_tickets,
+    courses, lti_deployments, lti_launches, lti_login_states, lti_platforms, lti_resource_links,
+    lti_tickets,
 };
 use crate::{update_where, DbConn, StoreError};
 
@@ -175,30 +175,6 @@ pub fn consume_login_state(
     })
 }
 
-/// Records a nonce as used; returns false if this platform already used it.
-pub fn use_nonce(
-    conn: &mut DbConn,
-    id: &str,
-    platform_id: &str,
-    nonce: &str,
-    expires_at: NaiveDateTime,
-) -> Result<bool, StoreError> {
-    direct!(conn, {
-        // One statement: the (platform_id, nonce) unique key decides.
-        let n = diesel::insert_into(lti_nonces::table)
-            .values((
-                lti_nonces::id.eq(id),
-                lti_nonces::platform_id.eq(platform_id),
-                lti_nonces::nonce.eq(nonce),
-                lti_nonces::expires_at.eq(expires_at),
-            ))
-            .on_conflict((lti_nonces::platform_id, lti_nonces::nonce))
-            .do_nothing()
-            .execute(conn)?;
-        Ok(n == 1)
-    })
-}
-
 /// Logins that expired without a launch (unused states past their expiry).
 pub fn abandoned_logins(
     conn: &mut DbConn,
@@ -220,8 +196,6 @@ pub fn purge_expired(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, Sto
         let mut n =
             diesel::delete(lti_login_states::table.filter(lti_login_states::expires_at.lt(now)))
                 .execute(conn)?;
-        n += diesel::delete(lti_nonces::table.filter(lti_nonces::expires_at.lt(now)))
-            .execute(conn)?;
         n += diesel::delete(lti_tickets::table.filter(lti_tickets::expires_at.lt(now)))
             .execute(conn)?;
         n += diesel::delete(lti_launches::table.filter(lti_launches::expires_at.lt(now)))
