@@ -2,7 +2,7 @@
 //! the backend from the URL scheme (never by trial: a PostgreSQL URL must
 //! never silently become a SQLite file).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -104,6 +104,39 @@ fn redact(url: &str) -> String {
     url.to_string()
 }
 
+/// How long a pooled PostgreSQL connection may have been idle and still be
+/// handed out without a ping (`SELECT 1`).
+///
+/// Every checkout used to ping: one round trip, with a context switch on
+/// each side, for every statement a request made (about a tenth of the
+/// server's CPU per launch; docs/benchmarks.md, 2026-12-04). Now a checkout
+/// first reads, without waiting, whatever the server sent on the idle
+/// connection: a server that ended it (a restart, `pg_terminate_backend`,
+/// `idle_session_timeout`) has said so and closed the socket, and that
+/// connection is replaced before use. Only a connection idle for longer
+/// than this is also pinged, for the failures that leave no trace on the
+/// socket.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
+
+/// A pooled connection and when it was last given back to the pool.
+pub struct Pooled {
+    conn: DbConn,
+    returned_at: Instant,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.conn
+    }
+}
+
 /// r2d2 manager that opens the right backend and applies per-connection settings.
 #[derive(Debug)]
 pub struct Manager {
@@ -124,10 +157,58 @@ impl Manager {
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = DbConn;
+    type Connection = Pooled;
     type Error = diesel::r2d2::Error;
 
-    fn connect(&self) -> Result<DbConn, Self::Error> {
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        Ok(Pooled {
+            conn: self.open()?,
+            returned_at: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
+        let idle = conn.returned_at.elapsed();
+        match &mut conn.conn {
+            // A file connection does not go away: no round trip per checkout.
+            DbConn::Sqlite(_) => Ok(()),
+            DbConn::Postgres(c) => {
+                if closed_by_server(c) {
+                    // Ended by the server while idle: the pool opens another.
+                    return Err(diesel::r2d2::Error::QueryError(
+                        diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::ClosedConnection,
+                            Box::new("the server closed this pooled connection".to_string()),
+                        ),
+                    ));
+                }
+                if idle < PING_AFTER_IDLE {
+                    return Ok(());
+                }
+                // Idle for a while: a failed ping is reconnected by the pool.
+                conn.conn.ping().map_err(diesel::r2d2::Error::QueryError)
+            }
+        }
+    }
+
+    /// Called by the pool as the connection comes back.
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.returned_at = Instant::now();
+        conn.conn.is_broken()
+    }
+}
+
+/// Whether the server has ended an idle connection, found without a round
+/// trip: libpq reads what is waiting on the socket without blocking (a
+/// terminated backend leaves its FATAL notice, then end-of-file, which the
+/// second read reports as an error). A healthy idle connection has nothing
+/// to read, and the two reads cost two system calls.
+fn closed_by_server(c: &mut diesel::PgConnection) -> bool {
+    (0..2).any(|_| matches!(c.notifications_iter().next(), Some(Err(_))))
+}
+
+impl Manager {
+    fn open(&self) -> Result<DbConn, diesel::r2d2::Error> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let mut c = diesel::SqliteConnection::establish(path)
@@ -166,18 +247,5 @@ impl r2d2::ManageConnection for Manager {
                 Ok(DbConn::Postgres(c))
             }
         }
-    }
-
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        match conn {
-            // A file connection does not go away: no round trip per checkout.
-            DbConn::Sqlite(_) => Ok(()),
-            // A server may have restarted: a failed ping is reconnected by the pool.
-            DbConn::Postgres(_) => conn.ping().map_err(diesel::r2d2::Error::QueryError),
-        }
-    }
-
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        conn.is_broken()
     }
 }

@@ -161,7 +161,7 @@ impl Store {
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.pool.get()?;
         let migrations = self.migrations();
-        let applied = match &mut *conn {
+        let applied = match &mut **conn {
             DbConn::Sqlite(c) => {
                 c.batch_execute("PRAGMA journal_mode = WAL;")?;
                 c.batch_execute("PRAGMA foreign_keys = OFF;")?;
@@ -189,7 +189,7 @@ impl Store {
     pub fn revert_all(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.pool.get()?;
         let migrations = self.migrations();
-        let reverted = match &mut *conn {
+        let reverted = match &mut **conn {
             DbConn::Sqlite(c) => c.revert_all_migrations(migrations),
             DbConn::Postgres(c) => c.revert_all_migrations(migrations),
         }
@@ -201,7 +201,7 @@ impl Store {
     pub fn pending_migrations(&self) -> Result<usize, StoreError> {
         let mut conn = self.pool.get()?;
         let migrations = self.migrations();
-        let pending = match &mut *conn {
+        let pending = match &mut **conn {
             DbConn::Sqlite(c) => c.pending_migrations(migrations).map(|p| p.len()),
             DbConn::Postgres(c) => c.pending_migrations(migrations).map(|p| p.len()),
         }
@@ -260,13 +260,7 @@ impl Store {
                 return f(&mut conn);
             }
         }
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(StoreError::from)?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| E::from(StoreError::Internal(format!("blocking task failed: {e}"))))?
+        self.untransacted(f).await
     }
 
     /// Runs `f`, which makes exactly one write statement: on PostgreSQL
@@ -284,6 +278,17 @@ impl Store {
         if self.sqlite_writer.is_some() {
             return self.write(f).await;
         }
+        self.untransacted(f).await
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread, with no
+    /// transaction around it ([`Store::read_one`], [`Store::write_one`]).
+    async fn untransacted<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(StoreError::from)?;
