@@ -854,3 +854,38 @@ async fn an_abandoned_login_is_recorded_when_its_state_expires() {
     purge(&h);
     assert_eq!(flights(&h).len(), 2);
 }
+
+/// A deployment is checked when the launch arrives, not at login: one
+/// disabled in between is refused, and one enabled again launches.
+#[actix_web::test]
+async fn a_deployment_disabled_after_the_login_refuses_the_launch() {
+    let h = harness(DeploymentPolicy::Reject).await;
+    let set_status = |status: &'static str| {
+        h.store
+            .write_blocking(move |tx| {
+                let p = coursegate_store::repo::lti::list_platforms(tx)?.remove(0);
+                let mut d = coursegate_store::repo::lti::deployments_of(tx, &p.id)?
+                    .into_iter()
+                    .find(|d| d.deployment_id == testing::DEPLOYMENT_ID)
+                    .expect("the harness registers the test deployment");
+                d.status = status.to_string();
+                coursegate_store::repo::lti::update_deployment(tx, &d)
+            })
+            .unwrap()
+    };
+    let (state, nonce) = h.login().await;
+    set_status("disabled");
+    let res = h.launch(&h.minter(&nonce).mint(), &state).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(code(&res), "deployment_disabled");
+
+    set_status("active");
+    let (state, nonce) = h.login().await;
+    let res = h.launch(&h.minter(&nonce).mint(), &state).await;
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
