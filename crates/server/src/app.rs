@@ -50,13 +50,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .app_data(web::PathConfig::default().error_handler(|_, _| PageError::not_found().into()));
     routes::health::configure(cfg);
+    // The LMS's launches first: the router tries routes in this order, and
+    // each dynamic one it passes costs a regular-expression match.
+    routes::lti::configure(cfg);
     routes::assets::configure(cfg);
     routes::learner::configure(cfg);
     routes::links::configure(cfg);
     routes::staff_sso::configure(cfg);
     routes::staff::configure(cfg);
     routes::dev::configure(cfg);
-    routes::lti::configure(cfg);
     routes::lti_instructor::configure(cfg);
     routes::lti_picker::configure(cfg);
     routes::lti_registration::configure(cfg);
