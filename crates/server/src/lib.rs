@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod form;
 pub mod frame;
 pub mod lti_keys;
 pub mod routes;

@@ -889,3 +889,64 @@ async fn a_deployment_disabled_after_the_login_refuses_the_launch() {
         res.text().await.unwrap_or_default()
     );
 }
+
+/// A launch body that is no HTML form, or names a field twice, is refused
+/// with the reason (and never reaches the token checks).
+#[actix_web::test]
+async fn unreadable_launch_forms_are_refused_with_the_reason() {
+    let h = harness(DeploymentPolicy::Reject).await;
+    let url = format!("{}/lti/launch", h.base);
+    let res = h
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"id_token":"x","state":"y"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let page = res.text().await.unwrap();
+    assert!(
+        // Tera escapes the slash.
+        page.contains(
+            "The form could not be read: a launch is an HTML form POST (application&#x2F;x-www-form-urlencoded)."
+        ),
+        "{page}"
+    );
+
+    let (state, nonce) = h.login().await;
+    let token = h.minter(&nonce).mint();
+    let res = h
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("id_token={token}&state={state}&state=other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("The form could not be read: the field state is given twice."),
+        "{page}"
+    );
+
+    // The same launch, well formed (and with a field the tool does not know), goes in.
+    let res = h
+        .client
+        .post(&url)
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
+        .body(format!("id_token={token}&state={state}&utf8=%E2%9C%93"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}

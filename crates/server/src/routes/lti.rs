@@ -286,7 +286,11 @@ fn storage_origin(target: &str, auth_url: &str) -> String {
         .unwrap_or_else(|_| "*".into())
 }
 
-#[derive(Debug, Deserialize)]
+/// The launch POST (the platform's form_post, or the platform-storage page
+/// re-posting it), read with [`crate::form::pairs`]: the id_token needs no
+/// decoding, and the generic form reader spent more on it than on the rest
+/// of the request's parsing.
+#[derive(Debug, Default)]
 struct LaunchForm {
     id_token: Option<String>,
     state: Option<String>,
@@ -298,12 +302,56 @@ struct LaunchForm {
     error_description: Option<String>,
 }
 
+impl LaunchForm {
+    /// Known fields, each at most once; other fields are ignored (platforms
+    /// add their own).
+    fn parse(body: &[u8]) -> Result<LaunchForm, String> {
+        let mut f = LaunchForm::default();
+        for (k, v) in crate::form::pairs(body) {
+            let slot = match k.as_ref() {
+                "id_token" => &mut f.id_token,
+                "state" => &mut f.state,
+                "lti_storage" => &mut f.lti_storage,
+                "lti_storage_value" => &mut f.lti_storage_value,
+                "error" => &mut f.error,
+                "error_description" => &mut f.error_description,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(format!("the field {k} is given twice"));
+            }
+            *slot = Some(v.into_owned());
+        }
+        Ok(f)
+    }
+}
+
+impl actix_web::FromRequest for LaunchForm {
+    type Error = PageError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let urlencoded = crate::form::is_urlencoded(actix_web::HttpMessage::content_type(req));
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let unreadable =
+                |why: String| PageError::bad_request(format!("The form could not be read: {why}."));
+            if !urlencoded {
+                return Err(unreadable(
+                    "a launch is an HTML form POST (application/x-www-form-urlencoded)".into(),
+                ));
+            }
+            let body = body.await.map_err(|e| unreadable(e.to_string()))?;
+            LaunchForm::parse(&body).map_err(unreadable)
+        })
+    }
+}
+
 async fn launch(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<LaunchForm>,
+    form: LaunchForm,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
     let now = state.now();
     if let Some(err) = form.error.as_deref() {
         let detail = form.error_description.clone().unwrap_or_default();
