@@ -895,17 +895,20 @@ async fn a_deployment_disabled_after_the_login_refuses_the_launch() {
 #[actix_web::test]
 async fn unreadable_launch_forms_are_refused_with_the_reason() {
     let h = harness(DeploymentPolicy::Reject).await;
-    let url = format!("{}/lti/launch", h.base);
-    let res = h
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(r#"{"id_token":"x","state":"y"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
-    let page = res.text().await.unwrap();
+    let post = |content_type: &'static str, body: String| {
+        h.client
+            .post(format!("{}/lti/launch", h.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let refusal = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 400);
+        res.text().await.unwrap()
+    };
+
+    let res = post("application/json", r#"{"id_token":"x","state":"y"}"#.into()).await;
+    let page = refusal(res.unwrap()).await;
     assert!(
         // Tera escapes the slash.
         page.contains(
@@ -916,33 +919,21 @@ async fn unreadable_launch_forms_are_refused_with_the_reason() {
 
     let (state, nonce) = h.login().await;
     let token = h.minter(&nonce).mint();
-    let res = h
-        .client
-        .post(&url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("id_token={token}&state={state}&state=other"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
-    let page = res.text().await.unwrap();
+    let form = "application/x-www-form-urlencoded";
+    let res = post(form, format!("id_token={token}&state={state}&state=other")).await;
+    let page = refusal(res.unwrap()).await;
     assert!(
         page.contains("The form could not be read: the field state is given twice."),
         "{page}"
     );
 
     // The same launch, well formed (and with a field the tool does not know), goes in.
-    let res = h
-        .client
-        .post(&url)
-        .header(
-            "content-type",
-            "application/x-www-form-urlencoded; charset=UTF-8",
-        )
-        .body(format!("id_token={token}&state={state}&utf8=%E2%9C%93"))
-        .send()
-        .await
-        .unwrap();
+    let res = post(
+        "application/x-www-form-urlencoded; charset=UTF-8",
+        format!("id_token={token}&state={state}&utf8=%E2%9C%93"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         res.status(),
         303,
