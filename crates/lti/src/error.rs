@@ -99,6 +99,8 @@ pub enum LtiError {
     KidMissing,
     #[error("no platform key with kid {kid:?}")]
     KidUnknown { kid: String },
+    #[error("platform key {kid:?} has {bits} bits; RS256 needs at least 2048")]
+    KeyTooShort { kid: String, bits: usize },
     #[error("the token signature does not verify")]
     BadSignature,
 
@@ -218,6 +220,7 @@ impl LtiError {
             AlgNotAllowed { .. } => "alg_not_allowed",
             KidMissing => "kid_missing",
             KidUnknown { .. } => "kid_unknown",
+            KeyTooShort { .. } => "key_too_short",
             BadSignature => "bad_signature",
             IssMismatch { .. } => "iss_mismatch",
             AudMismatch { .. } => "aud_mismatch",
@@ -344,6 +347,7 @@ impl LtiError {
             AlgNotAllowed { alg } => format!("The launch token was signed with {alg}; this tool accepts only RS256 signatures, so it cannot trust it."),
             KidMissing => "The launch token does not say which of the LMS's keys signed it (no \"kid\"), so it cannot be checked.".into(),
             KidUnknown { kid } => format!("The launch token was signed with a key (kid \"{kid}\") that the LMS's published key set does not contain."),
+            KeyTooShort { kid, bits } => format!("The LMS signed the launch with an RSA key of {bits} bits (kid \"{kid}\"); LTI 1.3 requires at least 2,048 bits, so the signature cannot be trusted."),
             BadSignature => "The launch token's signature does not match the LMS's public key: it was altered, or signed with another key.".into(),
             IssMismatch { expected, got } => format!("The launch came from issuer \"{got}\", but this registration expects \"{expected}\"."),
             AudMismatch { client_id, .. } => format!("The launch token was not addressed to this tool: its audience does not include the client ID \"{client_id}\"."),
@@ -406,6 +410,7 @@ impl LtiError {
             AlgNotAllowed { .. } => "Configure the LMS to sign LTI 1.3 launches with RS256 (RSA SHA-256).",
             KidMissing => "The LMS must put the key id (kid) in the token header; update the LMS or its LTI plugin.",
             KidUnknown { .. } => "Check the platform's public keyset URL registered in this tool; the tool re-downloads keys on an unknown kid at most once a minute, so retry in a minute after the LMS rotated its keys.",
+            KeyTooShort { .. } => "Have the LMS generate a new platform key of at least 2,048 bits (the 1EdTech Security Framework requires it) and publish it at its keyset URL; launches signed with it then work without a change in this tool.",
             BadSignature => "Check that the public keyset URL registered in this tool belongs to this LMS (and this LMS instance: production, beta and test differ).",
             IssMismatch { .. } => "Register the platform in this tool with exactly the issuer the LMS sends (scheme, host and path; no trailing slash unless the LMS sends one).",
             AudMismatch { .. } | AzpMismatch { .. } | AzpMissing => "Check the client ID registered in this tool: it must be the one the LMS assigned to this tool.",

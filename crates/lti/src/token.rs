@@ -157,6 +157,27 @@ pub fn peek_kid(id_token: &str) -> Option<String> {
 /// Something that can hand out a platform's RS256 verification key by `kid`.
 pub trait KeyLookup {
     fn key_for(&self, kid: &str) -> Option<DecodingKey>;
+    /// The size in bits of the RSA key `kid` if the platform publishes it
+    /// but it is too short to trust (under [`MIN_RSA_BITS`]), so the
+    /// refusal can say so instead of "unknown key" or "bad signature".
+    fn short_key_bits(&self, _kid: &str) -> Option<usize> {
+        None
+    }
+}
+
+/// The shortest RSA modulus accepted (1EdTech Security Framework; ring
+/// refuses shorter keys too).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The modulus size of an RSA JWK in bits (`None` if it is not one, or its
+/// `n` does not decode).
+pub(crate) fn rsa_bits(jwk: &jsonwebtoken::jwk::Jwk) -> Option<usize> {
+    let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
+        return None;
+    };
+    let n = B64.decode(rsa.n.trim_end_matches('=')).ok()?;
+    let n = &n[n.iter().position(|&b| b != 0)?..];
+    Some(n.len() * 8 - n[0].leading_zeros() as usize)
 }
 
 /// Whether a JWK is an RSA key usable to verify RS256 signatures.
@@ -175,7 +196,14 @@ impl KeyLookup for JwkSet {
         self.keys
             .iter()
             .filter(|k| k.common.key_id.as_deref() == Some(kid) && usable_rsa_jwk(k))
+            .filter(|k| rsa_bits(k).is_some_and(|b| b >= MIN_RSA_BITS))
             .find_map(|k| DecodingKey::from_jwk(k).ok())
+    }
+    fn short_key_bits(&self, kid: &str) -> Option<usize> {
+        self.keys
+            .iter()
+            .filter(|k| k.common.key_id.as_deref() == Some(kid) && usable_rsa_jwk(k))
+            .find_map(|k| rsa_bits(k).filter(|&b| b < MIN_RSA_BITS))
     }
 }
 
@@ -183,6 +211,8 @@ impl KeyLookup for JwkSet {
 #[derive(Clone, Default)]
 pub struct PlatformKeys {
     keys: HashMap<String, DecodingKey>,
+    /// Published but too short to trust: kid → bits.
+    short: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for PlatformKeys {
@@ -196,17 +226,21 @@ impl std::fmt::Debug for PlatformKeys {
 impl PlatformKeys {
     /// Keeps only RSA keys with a kid whose `alg` is RS256 or absent and
     /// whose `use` is `sig` or absent.
+    /// RSA keys under [`MIN_RSA_BITS`] are kept aside, so a launch signed
+    /// with one is refused with [`LtiError::KeyTooShort`].
     pub fn from_jwks(set: &JwkSet) -> PlatformKeys {
-        let keys = set
-            .keys
-            .iter()
-            .filter(|k| usable_rsa_jwk(k))
-            .filter_map(|k| {
-                let kid = k.common.key_id.clone()?;
-                DecodingKey::from_jwk(k).ok().map(|d| (kid, d))
-            })
-            .collect();
-        PlatformKeys { keys }
+        let mut out = PlatformKeys::default();
+        for k in set.keys.iter().filter(|k| usable_rsa_jwk(k)) {
+            let (Some(kid), Some(bits)) = (k.common.key_id.clone(), rsa_bits(k)) else {
+                continue;
+            };
+            if bits < MIN_RSA_BITS {
+                out.short.insert(kid, bits);
+            } else if let Ok(d) = DecodingKey::from_jwk(k) {
+                out.keys.insert(kid, d);
+            }
+        }
+        out
     }
 
     /// Parses a JWKS document leniently: keys this crate cannot read (other
@@ -227,19 +261,26 @@ impl PlatformKeys {
         JwkSet { keys }
     }
 
+    /// Whether the platform publishes `kid` (usable or too short: either
+    /// way fetching the keys again would not change the answer).
     pub fn contains(&self, kid: &str) -> bool {
-        self.keys.contains_key(kid)
+        self.keys.contains_key(kid) || self.short.contains_key(kid)
     }
     pub fn kids(&self) -> Vec<&str> {
-        let mut k: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        let mut k: Vec<&str> = self
+            .keys
+            .keys()
+            .chain(self.short.keys())
+            .map(String::as_str)
+            .collect();
         k.sort_unstable();
         k
     }
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.len() + self.short.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.short.is_empty()
     }
 }
 
@@ -247,11 +288,17 @@ impl KeyLookup for PlatformKeys {
     fn key_for(&self, kid: &str) -> Option<DecodingKey> {
         self.keys.get(kid).cloned()
     }
+    fn short_key_bits(&self, kid: &str) -> Option<usize> {
+        self.short.get(kid).copied()
+    }
 }
 
 impl<K: KeyLookup + ?Sized> KeyLookup for std::sync::Arc<K> {
     fn key_for(&self, kid: &str) -> Option<DecodingKey> {
         (**self).key_for(kid)
+    }
+    fn short_key_bits(&self, kid: &str) -> Option<usize> {
+        (**self).short_key_bits(kid)
     }
 }
 
@@ -448,7 +495,11 @@ fn verify_sig_inner<K: KeyLookup + ?Sized>(
     trace.kid = Some(kid.clone());
     let key = trace.check(
         "kid_known",
-        keys.key_for(&kid).ok_or(LtiError::KidUnknown { kid }),
+        keys.key_for(&kid)
+            .ok_or_else(|| match keys.short_key_bits(&kid) {
+                Some(bits) => LtiError::KeyTooShort { kid, bits },
+                None => LtiError::KidUnknown { kid },
+            }),
     )?;
     let ok = jsonwebtoken::crypto::verify(
         parts.signature,

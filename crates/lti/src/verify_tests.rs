@@ -737,3 +737,50 @@ fn only_context_roles_may_connect_an_unmapped_link() {
         assert_eq!(c.is_context_instructor(), context_instructor, "{role}");
     }
 }
+
+/// A JWKS whose key `kid` has a modulus of `bits` bits (only its size
+/// matters: the launch is refused before any signature is checked).
+fn jwks_with_key_of(kid: &str, bits: usize) -> serde_json::Value {
+    use base64::Engine;
+    let mut n = vec![0xc5u8; bits / 8];
+    n[0] = 0x80 | 0x45;
+    json!({"keys": [{
+        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+        "n": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n), "e": "AQAB"
+    }]})
+}
+
+#[test]
+fn a_platform_key_under_2048_bits_is_refused_as_too_short() {
+    let doc = jwks_with_key_of("weak-1024", 1024);
+    let set = crate::token::PlatformKeys::parse_jwks_lenient(&doc);
+    let keys = crate::token::PlatformKeys::from_jwks(&set);
+    // Published (so an unknown-kid refetch is not triggered), but unusable.
+    assert!(keys.contains("weak-1024"));
+    assert_eq!(keys.kids(), vec!["weak-1024"]);
+    let token = minter().kid(Some("weak-1024")).mint();
+    let expected = LtiError::KeyTooShort {
+        kid: "weak-1024".into(),
+        bits: 1024,
+    };
+    let e = verify_launch(&token, &keys, &testing::expectations(), fixed_now()).unwrap_err();
+    assert_eq!(e, expected);
+    assert_eq!(e.code(), "key_too_short");
+    // The raw key set gives the same answer.
+    let e = verify_launch(&token, &set, &testing::expectations(), fixed_now()).unwrap_err();
+    assert_eq!(e, expected);
+    assert!(e.advice(None).contains("at least 2,048 bits"));
+}
+
+#[test]
+fn key_sizes_are_read_from_the_modulus() {
+    for (bits, usable) in [(1024, false), (2040, false), (2048, true), (4096, true)] {
+        let doc = jwks_with_key_of("k", bits);
+        let set = crate::token::PlatformKeys::parse_jwks_lenient(&doc);
+        assert_eq!(crate::token::rsa_bits(&set.keys[0]), Some(bits));
+        let keys = crate::token::PlatformKeys::from_jwks(&set);
+        use crate::token::KeyLookup;
+        assert_eq!(keys.key_for("k").is_some(), usable, "{bits}");
+        assert_eq!(keys.short_key_bits("k").is_some(), !usable, "{bits}");
+    }
+}
