@@ -10,6 +10,7 @@
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres LAUNCHES=5000 tests/bench/full_launch.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/common.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coursegate-target}"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -34,10 +35,7 @@ trap cleanup EXIT
 
 for db in $DBS; do
   dir="$(mktemp -d)"
-  export COURSEGATE_SECRET="bench-secret-0123456789-0123456789-abcdef"
-  export COURSEGATE_BIND="127.0.0.1:$PORT"
-  export COURSEGATE_KEYS_DIR="$dir/jwks"
-  export COURSEGATE_LOG="${COURSEGATE_LOG:-warn}"
+  bench_env "$dir" "$PORT"
   if [ "$db" = sqlite ]; then
     export COURSEGATE_DATABASE_URL="sqlite://$dir/bench.db"
   else
@@ -45,14 +43,9 @@ for db in $DBS; do
     psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
     export COURSEGATE_DATABASE_URL="${PG_URL%/*}/$name"
   fi
-  "$BIN/coursegate" migrate >/dev/null
-  printf '# One\n\nHello\n' > "$dir/one.md"
-  "$BIN/coursegate" course add --slug intro --title Intro --lesson "$dir/one.md" >/dev/null
-  "$BIN/coursegate" platform add --issuer https://platform.test.example --client-id coursegate-test-client \
-    --auth-url http://127.0.0.1:9/auth --token-url http://127.0.0.1:9/token \
-    --jwks-url "http://$JWKS/jwks" --deployment-id test-deployment-1 >/dev/null
+  bench_setup "$BIN" "$dir" "$JWKS"
   "$BIN/coursegate" serve & SERVER_PID=$!
-  for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+  bench_wait "$PORT"
   for c in 1 16; do
     "$BIN/launchload" --base "http://127.0.0.1:$PORT" --jwks-bind "127.0.0.1:0" --label "$db" \
       --concurrency "$c" --launches "$LAUNCHES" --warmup "$WARMUP" --pid "$SERVER_PID"

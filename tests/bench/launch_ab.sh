@@ -16,27 +16,22 @@ DB="${DB:-sqlite}"; ROUNDS="${ROUNDS:-2}"; LAUNCHES="${LAUNCHES:-4000}"; C="${CO
 PRIOR="${PRIOR:-0}"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PORT="${PORT:-18090}"; JWKS="127.0.0.1:${JWKS_PORT:-18091}"
+. "$(dirname "$0")/common.sh"
 
 one() {
   local bin="$1" label="$2" dir sp jp
   dir="$(mktemp -d)"
   "$bin/launchload" --serve-jwks-only --jwks-bind "$JWKS" & jp=$!
-  export COURSEGATE_SECRET="bench-secret-0123456789-0123456789-abcdef" COURSEGATE_BIND="127.0.0.1:$PORT"
-  export COURSEGATE_KEYS_DIR="$dir/jwks" COURSEGATE_LOG=warn COURSEGATE_DATA_DIR="$dir/data"
+  bench_env "$dir" "$PORT"
   if [ "$DB" = sqlite ]; then
     export COURSEGATE_DATABASE_URL="sqlite://$dir/bench.db"
   else
     psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS cg_ab" -c "CREATE DATABASE cg_ab" 2>/dev/null
     export COURSEGATE_DATABASE_URL="${PG_URL%/*}/cg_ab"
   fi
-  "$bin/coursegate" migrate >/dev/null 2>&1
-  printf '# One\n\nHello\n' > "$dir/one.md"
-  "$bin/coursegate" course add --slug intro --title Intro --lesson "$dir/one.md" >/dev/null 2>&1
-  "$bin/coursegate" platform add --issuer https://platform.test.example --client-id coursegate-test-client \
-    --auth-url http://127.0.0.1:9/auth --token-url http://127.0.0.1:9/token \
-    --jwks-url "http://$JWKS/jwks" --deployment-id test-deployment-1 >/dev/null 2>&1
+  bench_setup "$bin" "$dir" "$JWKS"
   "$bin/coursegate" serve >/dev/null 2>&1 & sp=$!
-  for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+  bench_wait "$PORT"
   local lc=(--base "http://127.0.0.1:$PORT" --jwks-bind 127.0.0.1:0 --pid "$sp")
   if [ "$PRIOR" -gt 0 ]; then
     "$bin/launchload" "${lc[@]}" --label prior --concurrency 1 --launches "$PRIOR" --warmup 100 >/dev/null

@@ -18,17 +18,12 @@ cleanup() {
 }
 trap cleanup EXIT
 "$bin/launchload" --serve-jwks-only --jwks-bind "$JWKS" & jp=$!
-export COURSEGATE_SECRET="bench-secret-0123456789-0123456789-abcdef" COURSEGATE_BIND="127.0.0.1:$PORT"
-export COURSEGATE_KEYS_DIR="$dir/jwks" COURSEGATE_LOG=warn COURSEGATE_DATA_DIR="$dir/data"
+. "$(dirname "$0")/common.sh"
+bench_env "$dir" "$PORT"
 export COURSEGATE_DATABASE_URL="sqlite://$dir/bench.db"
-"$bin/coursegate" migrate >/dev/null 2>&1
-printf '# One\n\nHello\n' > "$dir/one.md"
-"$bin/coursegate" course add --slug intro --title Intro --lesson "$dir/one.md" >/dev/null 2>&1
-"$bin/coursegate" platform add --issuer https://platform.test.example --client-id coursegate-test-client \
-  --auth-url http://127.0.0.1:9/auth --token-url http://127.0.0.1:9/token \
-  --jwks-url "http://$JWKS/jwks" --deployment-id test-deployment-1 >/dev/null 2>&1
+bench_setup "$bin" "$dir" "$JWKS"
 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin/coursegate" serve >/dev/null 2>&1 & sp=$!
-for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+bench_wait "$PORT"
 lc=(--base "http://127.0.0.1:$PORT" --jwks-bind 127.0.0.1:0)
 "$bin/launchload" "${lc[@]}" --label warm --concurrency 4 --launches 300 --warmup 10 >/dev/null
 callgrind_control -z "$sp" >/dev/null
