@@ -281,6 +281,35 @@ impl Store {
         self.untransacted(f).await
     }
 
+    /// [`Store::read_one`], then [`Store::write_one`] with what it read:
+    /// two statements, each atomic by itself, with no transaction around
+    /// them (the write must not depend on the read staying true). On
+    /// PostgreSQL both run on one connection in one trip to a blocking
+    /// thread; on SQLite the read runs as `read_one` does and the write in
+    /// the writer's next batch.
+    pub async fn read_one_then_write_one<R, T, E, FR, FW>(
+        &self,
+        read: FR,
+        write: FW,
+    ) -> Result<T, E>
+    where
+        FR: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+        FW: FnOnce(&mut Tx, R) -> Result<T, E> + Send + 'static,
+        R: Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        if self.sqlite_writer.is_some() {
+            let r = self.read_one(read).await?;
+            return self.write_one(move |tx| write(tx, r)).await;
+        }
+        self.untransacted(move |tx| {
+            let r = read(tx)?;
+            write(tx, r)
+        })
+        .await
+    }
+
     /// Runs `f` on a pooled connection on a blocking thread, with no
     /// transaction around it ([`Store::read_one`], [`Store::write_one`]).
     async fn untransacted<T, E, F>(&self, f: F) -> Result<T, E>

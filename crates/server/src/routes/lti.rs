@@ -194,19 +194,13 @@ async fn login(
     // one row, one statement per login. Its flight record is the launch's
     // (see `core_lti::begin_login`).
     let (iss, cid) = (req.issuer.clone(), req.client_id.clone());
-    let started = match state
+    let started = state
         .store
-        .read_one(move |tx| core_lti::resolve_platform(tx, &iss, cid.as_deref()))
-        .await
-    {
-        Ok(platform) => {
-            state
-                .store
-                .write_one(move |tx| core_lti::begin_login(tx, now, &secret, platform, &req))
-                .await
-        }
-        Err(e) => Err(e),
-    };
+        .read_one_then_write_one(
+            move |tx| core_lti::resolve_platform(tx, &iss, cid.as_deref()),
+            move |tx, platform| core_lti::begin_login(tx, now, &secret, platform, &req),
+        )
+        .await;
     let started = match started {
         Ok(s) => s,
         Err(e) => {
