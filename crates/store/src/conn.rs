@@ -198,6 +198,18 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+/// Initialises OpenSSL, which libpq uses for TLS to PostgreSQL, before
+/// libpq does, and without the clean-up OpenSSL otherwise registers with
+/// `atexit`: that clean-up frees OpenSSL's state while other threads may
+/// still be reading from a TLS connection (a worker polling the outbox),
+/// and the process then dies with SIGSEGV on its way out (seen once, in a
+/// test binary after all its tests had passed). The first initialisation
+/// decides, so this runs before every PostgreSQL connect; it is a no-op
+/// after the first.
+pub(crate) fn init_openssl_without_atexit() {
+    openssl_sys::init();
+}
+
 /// Whether the server has ended an idle connection, found without a round
 /// trip: libpq reads what is waiting on the socket without blocking (a
 /// terminated backend leaves its FATAL notice, then end-of-file, which the
@@ -238,6 +250,7 @@ impl Manager {
                 Ok(DbConn::Sqlite(c))
             }
             DatabaseUrl::Postgres(url) => {
+                init_openssl_without_atexit();
                 let mut c = diesel::PgConnection::establish(url)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 if let Some(schema) = &self.pg_schema {

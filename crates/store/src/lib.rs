@@ -85,6 +85,10 @@ impl Store {
     /// Opens a pool. For SQLite the parent directory of the file is created.
     pub fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let url = DatabaseUrl::parse(url)?;
+        if let DatabaseUrl::Postgres(_) = &url {
+            // Before any connection, including the schema's below.
+            conn::init_openssl_without_atexit();
+        }
         if let DatabaseUrl::Sqlite(path) = &url {
             if let Some(parent) = std::path::Path::new(path).parent() {
                 if !parent.as_os_str().is_empty() {
