@@ -191,19 +191,24 @@ pub(crate) fn usable_rsa_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> bool {
     rsa && alg_ok && use_ok && jwk.common.key_id.is_some()
 }
 
+/// The usable RSA keys of `set` published under `kid`.
+fn published<'a>(
+    set: &'a JwkSet,
+    kid: &'a str,
+) -> impl Iterator<Item = &'a jsonwebtoken::jwk::Jwk> + 'a {
+    set.keys
+        .iter()
+        .filter(move |k| k.common.key_id.as_deref() == Some(kid) && usable_rsa_jwk(k))
+}
+
 impl KeyLookup for JwkSet {
     fn key_for(&self, kid: &str) -> Option<DecodingKey> {
-        self.keys
-            .iter()
-            .filter(|k| k.common.key_id.as_deref() == Some(kid) && usable_rsa_jwk(k))
+        published(self, kid)
             .filter(|k| rsa_bits(k).is_some_and(|b| b >= MIN_RSA_BITS))
             .find_map(|k| DecodingKey::from_jwk(k).ok())
     }
     fn short_key_bits(&self, kid: &str) -> Option<usize> {
-        self.keys
-            .iter()
-            .filter(|k| k.common.key_id.as_deref() == Some(kid) && usable_rsa_jwk(k))
-            .find_map(|k| rsa_bits(k).filter(|&b| b < MIN_RSA_BITS))
+        published(self, kid).find_map(|k| rsa_bits(k).filter(|&b| b < MIN_RSA_BITS))
     }
 }
 

@@ -204,8 +204,8 @@ impl r2d2::ManageConnection for Manager {
 /// still be reading from a TLS connection (a worker polling the outbox),
 /// and the process then dies with SIGSEGV on its way out (seen once, in a
 /// test binary after all its tests had passed). The first initialisation
-/// decides, so this runs before every PostgreSQL connect; it is a no-op
-/// after the first.
+/// decides, so [`crate::Store::connect`] calls this before it opens any
+/// PostgreSQL connection (the pool's manager is made only there).
 pub(crate) fn init_openssl_without_atexit() {
     openssl_sys::init();
 }
@@ -250,7 +250,6 @@ impl Manager {
                 Ok(DbConn::Sqlite(c))
             }
             DatabaseUrl::Postgres(url) => {
-                init_openssl_without_atexit();
                 let mut c = diesel::PgConnection::establish(url)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 if let Some(schema) = &self.pg_schema {
