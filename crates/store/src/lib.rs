@@ -247,19 +247,28 @@ impl Store {
     /// (two round trips on PostgreSQL). Anything that reads twice uses
     /// [`Store::read`].
     ///
-    /// On SQLite, when a pooled connection is idle, the read runs at once on
-    /// the calling thread: a point lookup in a local file takes tens of
+    /// On SQLite, when a connection is idle, the read runs at once on the
+    /// calling thread: a point lookup in a local file takes tens of
     /// microseconds, less than handing it to a blocking thread and waking
     /// the caller again. It never waits for a connection there (if none is
     /// idle it goes to a blocking thread like any read), so it cannot stall
-    /// the executor; callers keep it to point lookups.
+    /// the executor; callers keep it to point lookups. The first choice is
+    /// the writer thread's connection, when no batch is running: its page
+    /// cache holds the pages the last batches wrote, where a pooled reader
+    /// finds its whole cache dropped after every commit (WAL mode) and reads
+    /// them back from the WAL file.
     pub async fn read_one<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        if self.sqlite_writer.is_some() {
+        if let Some(writer) = &self.sqlite_writer {
+            if let Some(mut idle) = writer.try_idle() {
+                if let Some(conn) = idle.as_mut() {
+                    return f(conn);
+                }
+            }
             if let Some(mut conn) = self.pool.try_get() {
                 return f(&mut conn);
             }

@@ -109,6 +109,9 @@ where
 pub(crate) struct Writer {
     queue: mpsc::Sender<Job>,
     turn: Arc<Mutex<()>>,
+    /// The writer thread's own connection (opened with its first batch).
+    /// Between batches a point read may borrow it (see [`Writer::try_idle`]).
+    conn: Arc<Mutex<Option<PooledConnection<Manager>>>>,
 }
 
 impl Writer {
@@ -121,6 +124,8 @@ impl Writer {
         let (queue, rx) = mpsc::channel::<Job>();
         let turn = Arc::new(Mutex::new(()));
         let t = turn.clone();
+        let conn: Arc<Mutex<Option<PooledConnection<Manager>>>> = Arc::new(Mutex::new(None));
+        let shared = conn.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -129,9 +134,11 @@ impl Writer {
                 // finds the database changed by another connection, so a
                 // writer that took whichever pooled connection was idle read
                 // its pages back from the file on almost every batch.
-                let mut held: Option<PooledConnection<Manager>> = None;
                 while let Ok(first) = rx.recv() {
                     let _turn = lock(&t);
+                    // A point read holding the connection ends within
+                    // microseconds; it never holds it across a wait.
+                    let mut held = lock(&shared);
                     let conn = match held.as_mut() {
                         Some(c) => c,
                         None => match writer_connection(&pool) {
@@ -143,11 +150,24 @@ impl Writer {
                         },
                     };
                     batch(conn, &rx, first);
+                    drop(held);
                     checkpointer.nudge();
                 }
             })
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { queue, turn })
+        Ok(Self { queue, turn, conn })
+    }
+
+    /// The writer's connection, if the writer is between batches (never
+    /// waits). Its page cache is current: in WAL mode a connection drops its
+    /// whole cache when it finds the database changed since its last
+    /// transaction, which after every batch is true of each pooled reader,
+    /// but not of the connection that made the change. A point read here
+    /// finds its pages cached instead of reading them back from the WAL.
+    pub(crate) fn try_idle(&self) -> Option<MutexGuard<'_, Option<PooledConnection<Manager>>>> {
+        // After a panic (`Err(Poisoned)`), whatever it left behind is not
+        // lent out.
+        self.conn.try_lock().ok()
     }
 
     pub(crate) fn submit(&self, job: Job) -> Result<(), StoreError> {
@@ -163,7 +183,7 @@ impl Writer {
 }
 
 /// A writer that panicked leaves no transaction open, so a poisoned turn is safe.
-fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -151,3 +151,80 @@ async fn the_log_is_checkpointed_in_the_background() {
     );
     assert_eq!(read(&store, "k99").as_deref(), Some(value.as_str()));
 }
+
+/// Point reads (`Store::read_one`) may borrow the writer thread's connection
+/// between batches, for its warm page cache. They must never see a batch
+/// that has not committed, never wait for one, and see every commit at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_reads_neither_wait_for_nor_see_an_open_batch() {
+    let (_dir, store) = sqlite_store();
+    let store = Arc::new(store);
+    // The writer thread opens its connection with its first batch.
+    store
+        .write(|tx| repo::settings::put(tx, "k", "committed", now()))
+        .await
+        .unwrap();
+    let get = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .read_one(|tx| repo::settings::get(tx, "k"))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get(&store).await.as_deref(), Some("committed"));
+
+    // A batch that has written and then waits, inside its transaction.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    repo::settings::put(tx, "k", "second", now())?;
+                    entered_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok::<_, StoreError>(())
+                })
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
+    // Answered (from another connection) while the batch is open, with the
+    // last committed value.
+    for _ in 0..20 {
+        assert_eq!(get(&store).await.as_deref(), Some("committed"));
+    }
+    release_tx.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+    // Committed, then visible to the next point read, whichever connection
+    // answers it.
+    for _ in 0..20 {
+        assert_eq!(get(&store).await.as_deref(), Some("second"));
+    }
+}
+
+/// The bundled SQLite is built as `.cargo/config.toml` asks (a build from
+/// outside the repository, or a changed flag, would silently bring back a
+/// process-wide mutex on every page fetch and allocation).
+#[test]
+fn sqlite_is_built_without_process_wide_mutexes() {
+    let (_dir, store) = sqlite_store();
+    let options = store
+        .read_blocking(repo::meta::sqlite_compile_options)
+        .unwrap();
+    assert!(options.iter().any(|o| o == "THREADSAFE=2"), "{options:?}");
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+}

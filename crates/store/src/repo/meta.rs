@@ -36,3 +36,22 @@ pub fn ping(conn: &mut DbConn) -> Result<(), StoreError> {
     };
     Ok(())
 }
+
+#[derive(QueryableByName)]
+struct CompileOption {
+    #[diesel(sql_type = Text)]
+    compile_options: String,
+}
+
+/// The options the bundled SQLite was compiled with (`PRAGMA
+/// compile_options`, without the `SQLITE_` prefix); empty on PostgreSQL.
+pub fn sqlite_compile_options(conn: &mut DbConn) -> Result<Vec<String>, StoreError> {
+    match conn {
+        DbConn::Sqlite(c) => Ok(diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(c)?
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect()),
+        DbConn::Postgres(_) => Ok(Vec::new()),
+    }
+}
