@@ -6,8 +6,12 @@
 //! state (and the state cookie, as a first-party browser would). A launch
 //! counts when the tool answers 303 to its continue page.
 //!
-//! It reports launches/s, p50/p99 latency of login + launch, and — given the
-//! tool's pid — the tool's CPU time per launch (utime + stime from
+//! It reports launches/s, p50/p99 latency of a whole launch as the platform
+//! sees it (login, minting and signing the id_token, launch), p50/p99 of the
+//! time spent waiting for the tool's two answers alone (`tool_p50`,
+//! `tool_p99`: the same launch without the generator's own signing, which
+//! on a real deployment runs on the LMS's machine), and — given the tool's
+//! pid — the tool's CPU time per launch (utime + stime from
 //! /proc/<pid>/stat). It never asserts anything; docs/benchmarks.md says how
 //! to run it.
 //!
@@ -136,8 +140,15 @@ enum Failure {
     Transport(String),
 }
 
-async fn one_launch(http: &reqwest::Client, base: &str, learner: usize) -> Result<(), Failure> {
+/// One launch; its answer is the time spent waiting for the tool (the login
+/// request and the launch request, without the minting between them).
+async fn one_launch(
+    http: &reqwest::Client,
+    base: &str,
+    learner: usize,
+) -> Result<Duration, Failure> {
     let launch_url = format!("{base}/lti/launch");
+    let t_login = Instant::now();
     let res = http
         .get(format!("{base}/lti/login"))
         .query(&[
@@ -150,6 +161,7 @@ async fn one_launch(http: &reqwest::Client, base: &str, learner: usize) -> Resul
         .send()
         .await
         .map_err(|e| Failure::Transport(e.to_string()))?;
+    let waited_login = t_login.elapsed();
     if res.status().as_u16() != 302 {
         return Err(Failure::Login(res.status().as_u16()));
     }
@@ -183,6 +195,7 @@ async fn one_launch(http: &reqwest::Client, base: &str, learner: usize) -> Resul
         )
         .roles(&[LEARNER])
         .mint();
+    let t_launch = Instant::now();
     let res = http
         .post(&launch_url)
         .header("cookie", cookie)
@@ -190,6 +203,7 @@ async fn one_launch(http: &reqwest::Client, base: &str, learner: usize) -> Resul
         .send()
         .await
         .map_err(|e| Failure::Transport(e.to_string()))?;
+    let waited = waited_login + t_launch.elapsed();
     if res.status().as_u16() != 303 {
         let code = res
             .headers()
@@ -199,13 +213,15 @@ async fn one_launch(http: &reqwest::Client, base: &str, learner: usize) -> Resul
             .to_string();
         return Err(Failure::Launch(res.status().as_u16(), code));
     }
-    Ok(())
+    Ok(waited)
 }
 
 struct Run {
     ok: usize,
     failures: BTreeMap<String, usize>,
     latencies: Vec<Duration>,
+    /// Time spent waiting for the tool, per launch.
+    waits: Vec<Duration>,
     elapsed: Duration,
 }
 
@@ -228,10 +244,10 @@ async fn run(http: reqwest::Client, args: &Args, total: usize) -> Run {
                 }
                 let t0 = Instant::now();
                 match one_launch(&http, &base, i % learners).await {
-                    Ok(()) => lat
+                    Ok(waited) => lat
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(t0.elapsed()),
+                        .push((t0.elapsed(), waited)),
                     Err(f) => {
                         let key = match f {
                             Failure::Login(s) => format!("login HTTP {s}"),
@@ -252,13 +268,16 @@ async fn run(http: reqwest::Client, args: &Args, total: usize) -> Run {
         let _ = t.await;
     }
     let elapsed = started.elapsed();
-    let mut latencies = std::mem::take(&mut *lat.lock().unwrap_or_else(|p| p.into_inner()));
+    let pairs = std::mem::take(&mut *lat.lock().unwrap_or_else(|p| p.into_inner()));
+    let (mut latencies, mut waits): (Vec<Duration>, Vec<Duration>) = pairs.into_iter().unzip();
     latencies.sort_unstable();
+    waits.sort_unstable();
     let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
     Run {
         ok: latencies.len(),
         failures,
         latencies,
+        waits,
         elapsed,
     }
 }
@@ -316,7 +335,7 @@ fn main() {
             _ => None,
         };
         println!(
-            "{label}c={c} launches={ok} failed={failed} elapsed={el:.2}s rate={rate:.0}/s p50={p50:.2}ms p99={p99:.2}ms tool_cpu_per_launch={cpu}",
+            "{label}c={c} launches={ok} failed={failed} elapsed={el:.2}s rate={rate:.0}/s p50={p50:.2}ms p99={p99:.2}ms tool_p50={tp50:.2}ms tool_p99={tp99:.2}ms tool_cpu_per_launch={cpu}",
             label = if args.label.is_empty() { String::new() } else { format!("{} ", args.label) },
             c = args.concurrency,
             ok = r.ok,
@@ -324,6 +343,8 @@ fn main() {
             el = r.elapsed.as_secs_f64(),
             p50 = pct(&r.latencies, 0.50),
             p99 = pct(&r.latencies, 0.99),
+            tp50 = pct(&r.waits, 0.50),
+            tp99 = pct(&r.waits, 0.99),
             cpu = cpu_ms.map(|c| format!("{c:.3}ms")).unwrap_or_else(|| "n/a".into()),
         );
         for (k, n) in &r.failures {
