@@ -40,23 +40,31 @@ pub fn record(
     subject: Option<(&str, &str)>,
     detail: Value,
 ) -> Result<(), CoreError> {
-    repo::audit::append(
-        tx,
-        &AuditEntry {
-            id: new_id(),
-            at: now.naive_utc(),
-            actor_kind: actor.kind.to_string(),
-            actor_id: actor.id.clone(),
-            action: action.to_string(),
-            subject_kind: subject.map(|s| s.0.to_string()),
-            subject_id: subject.map(|s| s.1.to_string()),
-            ip: actor.ip.clone(),
-            user_agent: actor
-                .user_agent
-                .as_ref()
-                .map(|u| u.chars().take(300).collect()),
-            detail: detail.to_string(),
-        },
-    )?;
+    repo::audit::append(tx, &entry(now, actor, action, subject, detail))?;
     Ok(())
+}
+
+/// The row [`record`] writes, for a caller that writes it with others.
+pub fn entry(
+    now: DateTime<Utc>,
+    actor: &Actor,
+    action: &str,
+    subject: Option<(&str, &str)>,
+    detail: Value,
+) -> AuditEntry {
+    AuditEntry {
+        id: new_id(),
+        at: now.naive_utc(),
+        actor_kind: actor.kind.to_string(),
+        actor_id: actor.id.clone(),
+        action: action.to_string(),
+        subject_kind: subject.map(|s| s.0.to_string()),
+        subject_id: subject.map(|s| s.1.to_string()),
+        ip: actor.ip.clone(),
+        user_agent: actor
+            .user_agent
+            .as_ref()
+            .map(|u| u.chars().take(300).collect()),
+        detail: detail.to_string(),
+    }
 }

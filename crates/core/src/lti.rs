@@ -25,7 +25,7 @@ use crate::{
     enrolments::{self, Grant, Source},
     ids::new_id,
     learners,
-    sessions::{self, ClientInfo, Destination, SessionPolicy, Started},
+    sessions::{self, ClientInfo, Destination, Opening, SessionPolicy, Started},
     tokens::{self, Secret},
     CoreError,
 };
@@ -427,12 +427,14 @@ pub struct DeepLinkSettings {
 /// How long an instructor may take to pick content.
 pub const DEEP_LINK_TTL_MINUTES: i64 = 60;
 
-/// Where a completed launch goes.
-#[derive(Debug, Clone)]
+/// Where a completed launch goes. Its session is not written yet: the
+/// caller writes it with the launch's flight record and continue ticket
+/// ([`finish_launch`]).
+#[derive(Debug)]
 pub enum LaunchResult {
     /// A learner or instructor session, sent to its destination.
     Session {
-        started: Started,
+        opening: Opening,
         course_slug: Option<String>,
         learner_id: String,
         resource_link_id: Option<String>,
@@ -441,16 +443,37 @@ pub enum LaunchResult {
     /// A Deep Linking request by an instructor: a session plus the stored
     /// request the picker answers.
     DeepLinking {
-        started: Started,
+        opening: Opening,
         learner_id: String,
         request_id: String,
     },
 }
 
-/// Starts the session of an LTI launch (or of its new-window handoff) that
-/// lands on a page of the LTI door itself (instructor view, picker, Deep
-/// Linking) rather than in a course the learner is enrolled in. `detail`
-/// goes into the session's audit entry.
+/// The session of an LTI launch that lands on a page of the LTI door itself
+/// (instructor view, picker, Deep Linking) rather than in a course the
+/// learner is enrolled in, not yet written. `detail` goes into the session's
+/// audit entry.
+fn prepare_lti_session(
+    now: DateTime<Utc>,
+    secret: &Secret,
+    policy: &SessionPolicy,
+    learner_id: &str,
+    client: &ClientInfo,
+    detail: serde_json::Map<String, Value>,
+) -> Opening {
+    sessions::prepare_learner_session(
+        now,
+        secret,
+        policy,
+        learner_id,
+        &Destination::Dashboard,
+        "lti",
+        client,
+        detail,
+    )
+}
+
+/// [`prepare_lti_session`], written (the new-window handoff).
 fn start_lti_session(
     tx: &mut Tx,
     now: DateTime<Utc>,
@@ -650,9 +673,9 @@ pub fn complete_launch(
     }
 
     // A session for a page of the door itself (Deep Linking, the picker).
-    let door_session = |tx: &mut Tx| {
+    let door_session = || {
         let detail = launch_detail(&platform.id, v, None);
-        start_lti_session(tx, now, secret, policy, &learner.id, client, detail)
+        prepare_lti_session(now, secret, policy, &learner.id, client, detail)
     };
     if v.message_type == "LtiDeepLinkingRequest" {
         if !v.is_instructor {
@@ -661,7 +684,7 @@ pub fn complete_launch(
                 "Only instructors can choose content for a course.",
             ));
         }
-        let started = door_session(tx)?;
+        let opening = door_session();
         let settings = v.deep_link.clone().ok_or_else(|| {
             CoreError::refused(
                 "deep_linking_settings_missing",
@@ -673,7 +696,7 @@ pub fn complete_launch(
             tx,
             &LtiDeepLinkRequest {
                 id: request_id.clone(),
-                session_id: started.session_id.clone(),
+                session_id: opening.started.session_id.clone(),
                 platform_id: platform.id.clone(),
                 deployment_id: v.deployment_id.clone(),
                 return_url: settings.return_url,
@@ -686,7 +709,7 @@ pub fn complete_launch(
             },
         )?;
         return Ok(LaunchResult::DeepLinking {
-            started,
+            opening,
             learner_id: learner.id,
             request_id,
         });
@@ -694,9 +717,8 @@ pub fn complete_launch(
 
     let Some(course) = course else {
         if v.is_instructor {
-            let started = door_session(tx)?;
             return Ok(LaunchResult::Session {
-                started,
+                opening: door_session(),
                 course_slug: None,
                 learner_id: learner.id,
                 resource_link_id: link_row.map(|r| r.id),
@@ -713,9 +735,9 @@ pub fn complete_launch(
     // course, not an enrolment as a learner.
     let detail = launch_detail(&platform.id, v, Some(&course.slug));
     if let (true, Some(rl)) = (v.is_instructor, link_row.as_ref()) {
-        let started = start_lti_session(tx, now, secret, policy, &learner.id, client, detail)?;
+        let opening = prepare_lti_session(now, secret, policy, &learner.id, client, detail);
         return Ok(LaunchResult::Session {
-            started,
+            opening,
             course_slug: Some(course.slug),
             learner_id: learner.id,
             resource_link_id: Some(rl.id.clone()),
@@ -764,8 +786,7 @@ pub fn complete_launch(
     let destination = Destination::Course {
         slug: course.slug.clone(),
     };
-    let started = sessions::open_learner_session(
-        tx,
+    let opening = sessions::prepare_learner_session(
         now,
         secret,
         policy,
@@ -774,9 +795,9 @@ pub fn complete_launch(
         "lti",
         client,
         detail,
-    )?;
+    );
     Ok(LaunchResult::Session {
-        started,
+        opening,
         course_slug: Some(course.slug),
         learner_id: learner.id,
         resource_link_id: link_row.map(|r| r.id),
@@ -1023,58 +1044,88 @@ pub fn purge_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<usize, CoreError
 }
 
 pub fn record(tx: &mut Tx, now: DateTime<Utc>, r: FlightRecord) -> Result<(), CoreError> {
-    repo::lti::record_launch(
-        tx,
-        &LtiLaunch {
-            id: new_id(),
-            at: now.naive_utc(),
-            step: r.step.to_string(),
-            platform_id: r.platform_id,
-            issuer: r.issuer,
-            client_id: r.client_id,
-            deployment_id: r.deployment_id,
-            outcome: r.outcome.to_string(),
-            reason: r.reason,
-            state_path: r.state_path,
-            lms: r.lms,
-            checks: {
-                let mut c = r.checks;
-                if let (Some(x), Value::Object(o)) = (r.explanation, &mut c) {
-                    o.insert("explanation".into(), Value::String(x));
-                }
-                c.to_string()
-            },
-            expires_at: (now + Duration::days(FLIGHT_RECORD_DAYS)).naive_utc(),
-        },
-    )?;
+    repo::lti::record_launch(tx, &flight_row(now, r))?;
     Ok(())
 }
 
-/// A one-time ticket that moves a launch's sign-in into a new top-level
-/// window when the frame cannot keep cookies.
-pub fn create_ticket(
+/// The row [`record`] writes.
+fn flight_row(now: DateTime<Utc>, r: FlightRecord) -> LtiLaunch {
+    LtiLaunch {
+        id: new_id(),
+        at: now.naive_utc(),
+        step: r.step.to_string(),
+        platform_id: r.platform_id,
+        issuer: r.issuer,
+        client_id: r.client_id,
+        deployment_id: r.deployment_id,
+        outcome: r.outcome.to_string(),
+        reason: r.reason,
+        state_path: r.state_path,
+        lms: r.lms,
+        checks: {
+            let mut c = r.checks;
+            if let (Some(x), Value::Object(o)) = (r.explanation, &mut c) {
+                o.insert("explanation".into(), Value::String(x));
+            }
+            c.to_string()
+        },
+        expires_at: (now + Duration::days(FLIGHT_RECORD_DAYS)).naive_utc(),
+    }
+}
+
+/// Writes what a completed launch leaves behind: its session and the
+/// session's audit entry, the launch's flight record `rec`, and a one-time
+/// continue ticket to `redirect` (in one statement on PostgreSQL, see
+/// `repo::lti::insert_launch_rows`). Returns the session and the ticket.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_launch(
     tx: &mut Tx,
+    now: DateTime<Utc>,
+    secret: &Secret,
+    opening: Opening,
+    rec: FlightRecord,
+    learner_id: &str,
+    redirect: &str,
+) -> Result<(Started, String), CoreError> {
+    let (ticket, ticket_row) = ticket_row(
+        now,
+        secret,
+        learner_id,
+        &opening.started.session_id,
+        redirect,
+    );
+    repo::lti::insert_launch_rows(
+        tx,
+        &opening.row,
+        &opening.audit,
+        &flight_row(now, rec),
+        &ticket_row,
+    )?;
+    Ok((opening.started, ticket))
+}
+
+/// A one-time ticket that moves a launch's sign-in into a new top-level
+/// window when the frame cannot keep cookies, and the row that stores it
+/// (written by [`finish_launch`]).
+fn ticket_row(
     now: DateTime<Utc>,
     secret: &Secret,
     learner_id: &str,
     session_id: &str,
     redirect: &str,
-) -> Result<String, CoreError> {
+) -> (String, LtiTicket) {
     let ticket = tokens::mint_ordered("ltk");
-    repo::lti::insert_ticket(
-        tx,
-        &LtiTicket {
-            id: new_id(),
-            ticket_hash: secret.hash_token("lti_ticket", &ticket),
-            learner_id: learner_id.to_string(),
-            session_id: session_id.to_string(),
-            redirect: redirect.to_string(),
-            created_at: now.naive_utc(),
-            expires_at: (now + Duration::minutes(TICKET_TTL_MINUTES)).naive_utc(),
-            used_at: None,
-        },
-    )?;
-    Ok(ticket)
+    let row = LtiTicket {
+        id: new_id(),
+        ticket_hash: secret.hash_token("lti_ticket", &ticket),
+        learner_id: learner_id.to_string(),
+        session_id: session_id.to_string(),
+        redirect: redirect.to_string(),
+        created_at: now.naive_utc(),
+        expires_at: (now + Duration::minutes(TICKET_TTL_MINUTES)).naive_utc(),
+        used_at: None,
+    };
+    (ticket, row)
 }
 
 /// Looks a ticket up without using it (for the GET page).

@@ -6,7 +6,10 @@
 //! absolute expiry, whichever comes first.
 
 use chrono::{DateTime, Duration, Utc};
-use coursegate_store::{models::Session, repo, Tx};
+use coursegate_store::{
+    models::{AuditEntry, Session},
+    repo, Tx,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -157,15 +160,58 @@ pub fn open_learner_session(
     destination: &Destination,
     via: &str,
     client: &ClientInfo,
-    mut detail: serde_json::Map<String, serde_json::Value>,
+    detail: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Started, CoreError> {
+    prepare_learner_session(
+        now,
+        secret,
+        policy,
+        learner_id,
+        destination,
+        via,
+        client,
+        detail,
+    )
+    .write(tx)
+}
+
+/// A learner session about to start: its row and its `session.started`
+/// audit entry, not yet written. [`Opening::write`] writes both; the LTI
+/// launch writes them in one statement with the launch's other rows
+/// ([`crate::lti::finish_launch`]).
+#[derive(Debug)]
+pub struct Opening {
+    pub started: Started,
+    pub row: Session,
+    pub audit: AuditEntry,
+}
+
+impl Opening {
+    pub fn write(self, tx: &mut Tx) -> Result<Started, CoreError> {
+        repo::sessions::insert(tx, &self.row)?;
+        repo::audit::append(tx, &self.audit)?;
+        Ok(self.started)
+    }
+}
+
+/// What [`open_learner_session`] writes, without writing it.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_learner_session(
+    now: DateTime<Utc>,
+    secret: &Secret,
+    policy: &SessionPolicy,
+    learner_id: &str,
+    destination: &Destination,
+    via: &str,
+    client: &ClientInfo,
+    mut detail: serde_json::Map<String, serde_json::Value>,
+) -> Opening {
     let subject = if via == "preview" {
         "preview"
     } else {
         "learner"
     };
-    let started = insert_session(
-        tx,
+    let (started, row) = session_row(
         now,
         secret,
         subject,
@@ -176,12 +222,11 @@ pub fn open_learner_session(
         policy.learner_absolute,
         client,
         destination.path(),
-    )?;
+    );
     detail.insert("session_id".into(), json!(started.session_id));
     detail.insert("via".into(), json!(via));
     detail.insert("destination".into(), json!(destination));
-    audit::record(
-        tx,
+    let audit = audit::entry(
         now,
         &Actor {
             kind: "learner",
@@ -192,8 +237,12 @@ pub fn open_learner_session(
         "session.started",
         Some(("learner", learner_id)),
         serde_json::Value::Object(detail),
-    )?;
-    Ok(started)
+    );
+    Opening {
+        started,
+        row,
+        audit,
+    }
 }
 
 /// Starts a staff session.
@@ -255,6 +304,37 @@ fn insert_session(
     client: &ClientInfo,
     redirect: String,
 ) -> Result<Started, CoreError> {
+    let (started, row) = session_row(
+        now,
+        secret,
+        subject_kind,
+        learner_id,
+        staff_id,
+        via,
+        idle,
+        absolute,
+        client,
+        redirect,
+    );
+    repo::sessions::insert(tx, &row)?;
+    Ok(started)
+}
+
+/// A new session's row and what its caller learns of it (the token, which
+/// is never stored).
+#[allow(clippy::too_many_arguments)]
+fn session_row(
+    now: DateTime<Utc>,
+    secret: &Secret,
+    subject_kind: &str,
+    learner_id: Option<String>,
+    staff_id: Option<String>,
+    via: &str,
+    idle: Duration,
+    absolute: Duration,
+    client: &ClientInfo,
+    redirect: String,
+) -> (Started, Session) {
     let token = tokens::mint_ordered(TOKEN_PREFIX);
     let n = now.naive_utc();
     let absolute_expires_at = now + absolute;
@@ -276,15 +356,15 @@ fn insert_session(
             .as_ref()
             .map(|u| u.chars().take(300).collect()),
     };
-    repo::sessions::insert(tx, &row)?;
-    Ok(Started {
+    let started = Started {
         token,
-        session_id: row.id,
+        session_id: row.id.clone(),
         learner_id,
         staff_id,
         redirect,
         absolute_expires_at,
-    })
+    };
+    (started, row)
 }
 
 /// An authenticated session.

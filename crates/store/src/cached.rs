@@ -74,6 +74,49 @@ impl<F, S, W> QueryId for Update<F, S, W> {
 
 impl<F, S, W, Conn> RunQueryDsl<Conn> for Update<F, S, W> {}
 
+/// `WITH cg_w0 AS (first), cg_w1 AS (second), … last`: several statements
+/// (each an `INSERT` without `RETURNING`) sent as one, for PostgreSQL, where
+/// each statement is a round trip. PostgreSQL runs every data-modifying
+/// `WITH` clause exactly once, whether or not the main statement refers to
+/// it; all of them see the same snapshot, so none may depend on another's
+/// rows (no foreign key from a later row to an earlier one of the same
+/// statement). Binds are numbered across the parts in order; the cache key
+/// is the SQL text, as for [`update_where`].
+pub struct WithInserts<'a, L, const N: usize> {
+    parts: [&'a dyn QueryFragment<diesel::pg::Pg>; N],
+    last: L,
+}
+
+pub fn with_inserts<'a, L, const N: usize>(
+    parts: [&'a dyn QueryFragment<diesel::pg::Pg>; N],
+    last: L,
+) -> WithInserts<'a, L, N> {
+    WithInserts { parts, last }
+}
+
+impl<L, const N: usize> QueryFragment<diesel::pg::Pg> for WithInserts<'_, L, N>
+where
+    L: QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        for (i, part) in self.parts.iter().enumerate() {
+            out.push_sql(if i == 0 { "WITH " } else { ", " });
+            out.push_sql(&format!("cg_w{i} AS ("));
+            part.walk_ast(out.reborrow())?;
+            out.push_sql(")");
+        }
+        out.push_sql(" ");
+        self.last.walk_ast(out.reborrow())
+    }
+}
+
+impl<L, const N: usize> QueryId for WithInserts<'_, L, N> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<L, const N: usize, Conn> RunQueryDsl<Conn> for WithInserts<'_, L, N> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -596,7 +596,7 @@ async fn launch(
         }),
         explanation: None,
     };
-    // Completion, its flight record and the continue ticket commit together.
+    // Completion, its session, flight record and continue ticket commit together.
     let ok_rec = rec.clone();
     let st2 = state.clone();
     let custom_lesson = claims
@@ -614,10 +614,9 @@ async fn launch(
                 &vv,
                 &client,
             )?;
-            core_lti::record(tx, now, ok_rec)?;
-            let (started, learner_id, redirect) = match result {
+            let (opening, learner_id, redirect) = match result {
                 LaunchResult::Session {
-                    started,
+                    opening,
                     learner_id,
                     course_slug,
                     resource_link_id,
@@ -625,36 +624,29 @@ async fn launch(
                 } => {
                     let to = match (instructor, course_slug, resource_link_id) {
                         (true, Some(_), Some(rl)) => crate::routes::lti_grant::INSTRUCTOR_VIEW
-                            .path(&st2, &started.session_id, &rl),
+                            .path(&st2, &opening.started.session_id, &rl),
                         (_, Some(s), _) => {
                             coursegate_core::deep_link::landing(tx, &s, custom_lesson.as_deref())?
                         }
                         (true, None, Some(rl)) if may_pick => {
                             crate::routes::lti_grant::COURSE_PICKER.path(
                                 &st2,
-                                &started.session_id,
+                                &opening.started.session_id,
                                 &rl,
                             )
                         }
                         (_, None, _) => "/lti/unmapped".into(),
                     };
-                    (started, learner_id, to)
+                    (opening, learner_id, to)
                 }
                 LaunchResult::DeepLinking {
-                    started,
+                    opening,
                     learner_id,
                     request_id,
-                } => (started, learner_id, format!("/lti/deep-link/{request_id}")),
+                } => (opening, learner_id, format!("/lti/deep-link/{request_id}")),
             };
-            let ticket = core_lti::create_ticket(
-                tx,
-                now,
-                &secret,
-                &learner_id,
-                &started.session_id,
-                &redirect,
-            )?;
-            Ok::<_, CoreError>((started, ticket))
+            // The session, its audit entry, the flight record and the ticket.
+            core_lti::finish_launch(tx, now, &secret, opening, ok_rec, &learner_id, &redirect)
         })
         .await;
     let (started, ticket) = match result {
