@@ -483,17 +483,7 @@ fn start_lti_session(
     client: &ClientInfo,
     detail: serde_json::Map<String, Value>,
 ) -> Result<Started, CoreError> {
-    sessions::open_learner_session(
-        tx,
-        now,
-        secret,
-        policy,
-        learner_id,
-        &Destination::Dashboard,
-        "lti",
-        client,
-        detail,
-    )
+    prepare_lti_session(now, secret, policy, learner_id, client, detail).write(tx)
 }
 
 /// What the audit entry of a launch's session says of the launch.

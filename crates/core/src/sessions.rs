@@ -261,8 +261,7 @@ pub fn start_staff_session(
             "this staff account is deactivated".into(),
         ));
     }
-    let started = insert_session(
-        tx,
+    let (started, row) = session_row(
         now,
         secret,
         "staff",
@@ -273,7 +272,8 @@ pub fn start_staff_session(
         policy.staff_absolute,
         client,
         "/staff".into(),
-    )?;
+    );
+    repo::sessions::insert(tx, &row)?;
     audit::record(
         tx,
         now,
@@ -287,36 +287,6 @@ pub fn start_staff_session(
         Some(("staff", &staff.id)),
         json!({ "session_id": started.session_id, "via": via }),
     )?;
-    Ok(started)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn insert_session(
-    tx: &mut Tx,
-    now: DateTime<Utc>,
-    secret: &Secret,
-    subject_kind: &str,
-    learner_id: Option<String>,
-    staff_id: Option<String>,
-    via: &str,
-    idle: Duration,
-    absolute: Duration,
-    client: &ClientInfo,
-    redirect: String,
-) -> Result<Started, CoreError> {
-    let (started, row) = session_row(
-        now,
-        secret,
-        subject_kind,
-        learner_id,
-        staff_id,
-        via,
-        idle,
-        absolute,
-        client,
-        redirect,
-    );
-    repo::sessions::insert(tx, &row)?;
     Ok(started)
 }
 
