@@ -121,10 +121,13 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?;
         // Open one connection now, so an unreachable database is reported at
         // start and not on the first request.
-        drop(
-            pool.get()
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?,
-        );
+        let mut first = pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", url.redacted())))?;
+        if let DatabaseUrl::Sqlite(_) = &url {
+            warn_if_sqlite_built_elsewhere(&mut first);
+        }
+        drop(first);
         let sqlite_writer = match &url {
             DatabaseUrl::Sqlite(path) => Some(writer::Writer::spawn(
                 pool.clone(),
@@ -391,6 +394,36 @@ impl Store {
     }
 }
 
+/// The SQLite compile options `.cargo/config.toml` asks for, as `PRAGMA
+/// compile_options` lists them (without the `SQLITE_` prefix).
+pub const SQLITE_BUILD_WANTS: [&str; 2] = ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"];
+/// And the one it turns off.
+pub const SQLITE_BUILD_AVOIDS: &str = "ENABLE_MEMORY_MANAGEMENT";
+
+/// A binary built outside the repository (so without its
+/// `.cargo/config.toml`) works, but every page fetch and allocation in
+/// SQLite then takes a process-wide mutex: say so once, at start.
+fn warn_if_sqlite_built_elsewhere(conn: &mut DbConn) {
+    let Ok(options) = repo::meta::sqlite_compile_options(conn) else {
+        return;
+    };
+    if !sqlite_built_as_configured(&options) {
+        tracing::warn!(
+            compile_options = %options.join(" "),
+            "the bundled SQLite was not built with the repository's LIBSQLITE3_FLAGS (.cargo/config.toml): \
+             it works, but with process-wide mutexes that cost throughput; build from a checkout of the repository"
+        );
+    }
+}
+
+/// True when `options` (`PRAGMA compile_options`) are what `.cargo/config.toml` asks for.
+fn sqlite_built_as_configured(options: &[String]) -> bool {
+    SQLITE_BUILD_WANTS
+        .iter()
+        .all(|w| options.iter().any(|o| o == w))
+        && !options.iter().any(|o| o == SQLITE_BUILD_AVOIDS)
+}
+
 fn job_lost() -> StoreError {
     StoreError::Internal("a write transaction panicked".into())
 }
@@ -443,5 +476,31 @@ fn rollback(conn: &mut DbConn) {
     };
     if let Err(e) = r {
         tracing::warn!(error = %e, "rollback failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_built_as_configured;
+
+    fn opts(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_sqlite_build_check_names_what_is_missing_or_extra() {
+        let configured = ["COMPILER=gcc", "DEFAULT_MEMSTATUS=0", "THREADSAFE=2"];
+        assert!(sqlite_built_as_configured(&opts(&configured)));
+        // libsqlite3-sys's own defaults: serialized, statistics on, global page-cache LRU.
+        assert!(!sqlite_built_as_configured(&opts(&[
+            "ENABLE_MEMORY_MANAGEMENT",
+            "THREADSAFE=1"
+        ])));
+        assert!(!sqlite_built_as_configured(&opts(&[
+            "DEFAULT_MEMSTATUS=0",
+            "THREADSAFE=2",
+            "ENABLE_MEMORY_MANAGEMENT"
+        ])));
+        assert!(!sqlite_built_as_configured(&opts(&["THREADSAFE=2"])));
     }
 }
