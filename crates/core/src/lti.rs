@@ -473,19 +473,6 @@ fn prepare_lti_session(
     )
 }
 
-/// [`prepare_lti_session`], written (the new-window handoff).
-fn start_lti_session(
-    tx: &mut Tx,
-    now: DateTime<Utc>,
-    secret: &Secret,
-    policy: &SessionPolicy,
-    learner_id: &str,
-    client: &ClientInfo,
-    detail: serde_json::Map<String, Value>,
-) -> Result<Started, CoreError> {
-    prepare_lti_session(now, secret, policy, learner_id, client, detail).write(tx)
-}
-
 /// What the audit entry of a launch's session says of the launch.
 fn launch_detail(
     platform_id: &str,
@@ -1077,7 +1064,7 @@ pub fn finish_launch(
     learner_id: &str,
     redirect: &str,
 ) -> Result<(Started, String), CoreError> {
-    let (ticket, ticket_row) = ticket_row(
+    let (ticket, stored) = ticket_row(
         now,
         secret,
         learner_id,
@@ -1089,7 +1076,7 @@ pub fn finish_launch(
         &opening.row,
         &opening.audit,
         &flight_row(now, rec),
-        &ticket_row,
+        &stored,
     )?;
     Ok((opening.started, ticket))
 }
@@ -1178,15 +1165,15 @@ pub fn redeem_ticket(
             "This sign-in link was already used. Start the activity again from your course.",
         ));
     }
-    let mut started = start_lti_session(
-        tx,
+    let mut started = prepare_lti_session(
         now,
         secret,
         policy,
         &t.learner_id,
         client,
         serde_json::Map::from_iter([("handoff".to_string(), json!(true))]),
-    )?;
+    )
+    .write(tx)?;
     started.redirect = t.redirect;
     // A Deep Linking request belongs to the session that picks the content:
     // the one continuing the launch from now on.

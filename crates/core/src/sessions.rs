@@ -133,8 +133,7 @@ pub fn start_learner_session(
             }
         }
     }
-    open_learner_session(
-        tx,
+    prepare_learner_session(
         now,
         secret,
         policy,
@@ -143,34 +142,6 @@ pub fn start_learner_session(
         &req.via,
         &req.client,
         serde_json::Map::new(),
-    )
-}
-
-/// Starts the session of a learner whose access to `destination` the caller
-/// has just checked (the LTI door authorises the enrolment it upserted in the
-/// same transaction): the session row and its one `session.started` audit
-/// entry, which also carries the caller's `detail` (platform, course, …).
-#[allow(clippy::too_many_arguments)]
-pub fn open_learner_session(
-    tx: &mut Tx,
-    now: DateTime<Utc>,
-    secret: &Secret,
-    policy: &SessionPolicy,
-    learner_id: &str,
-    destination: &Destination,
-    via: &str,
-    client: &ClientInfo,
-    detail: serde_json::Map<String, serde_json::Value>,
-) -> Result<Started, CoreError> {
-    prepare_learner_session(
-        now,
-        secret,
-        policy,
-        learner_id,
-        destination,
-        via,
-        client,
-        detail,
     )
     .write(tx)
 }
@@ -194,7 +165,10 @@ impl Opening {
     }
 }
 
-/// What [`open_learner_session`] writes, without writing it.
+/// The session of a learner whose access to `destination` the caller has
+/// just checked (the LTI door authorises the enrolment it upserted in the
+/// same transaction): the session row and its one `session.started` audit
+/// entry, which also carries the caller's `detail` (platform, course, …).
 #[allow(clippy::too_many_arguments)]
 pub fn prepare_learner_session(
     now: DateTime<Utc>,

@@ -356,34 +356,22 @@ pub fn insert_launch_rows(
     flight: &LtiLaunch,
     ticket: &LtiTicket,
 ) -> Result<(), StoreError> {
-    match conn {
-        DbConn::Sqlite(c) => {
-            diesel::insert_into(sessions::table)
-                .values(session)
-                .execute(c)?;
-            diesel::insert_into(audit_log::table)
-                .values(audit)
-                .execute(c)?;
-            diesel::insert_into(lti_launches::table)
-                .values(flight)
-                .execute(c)?;
-            diesel::insert_into(lti_tickets::table)
-                .values(ticket)
-                .execute(c)?;
-        }
-        DbConn::Postgres(c) => {
-            crate::cached::with_inserts(
-                [
-                    &diesel::insert_into(sessions::table).values(session),
-                    &diesel::insert_into(audit_log::table).values(audit),
-                    &diesel::insert_into(lti_launches::table).values(flight),
-                ],
-                diesel::insert_into(lti_tickets::table).values(ticket),
-            )
-            .execute(c)?;
-        }
+    if let DbConn::Postgres(c) = conn {
+        crate::cached::with_inserts(
+            [
+                &diesel::insert_into(sessions::table).values(session),
+                &diesel::insert_into(audit_log::table).values(audit),
+                &diesel::insert_into(lti_launches::table).values(flight),
+            ],
+            diesel::insert_into(lti_tickets::table).values(ticket),
+        )
+        .execute(c)?;
+        return Ok(());
     }
-    Ok(())
+    super::sessions::insert(conn, session)?;
+    super::audit::append(conn, audit)?;
+    record_launch(conn, flight)?;
+    insert_ticket(conn, ticket)
 }
 
 pub fn recent_launches(
